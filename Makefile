@@ -1,0 +1,104 @@
+# Parallel Run mail sender: mailer-real, mailer-spy, reconciler.
+#
+#   make            build every program (warnings are errors)
+#   make test       unit (cmocka) + integration tests against the dev env
+#   make asan       build with AddressSanitizer + UBSan into build/asan
+#   make test-asan  the whole test suite against the sanitizer build
+#   make bench      benchmarks with their baselines (see docs/BENCHMARKS.md)
+#   make demo       the whole story on this machine (see README.md)
+#   make clean
+#
+# Each program lists its objects in its own build.mk; this file holds the
+# flags and the rules they share.
+
+BUILD    ?= build
+BIN       = $(BUILD)/bin
+CC       ?= cc
+PKGS     := libpq libmicrohttpd jansson uuid libcurl libesmtp-1.0 openssl libgit2
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c17 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+            -I. $(PKG_CFLAGS) -pthread -MMD -MP
+LDLIBS   = $(PKG_LIBS) -pthread -lm $(EXTRA_LDFLAGS)
+
+PROGRAMS :=
+UNIT_TESTS :=
+
+COMMON_OBJS := common/log.o common/util.o common/config.o
+
+include common/build.mk
+COMMON_O := $(addprefix $(BUILD)/,$(COMMON_OBJS))
+
+# $(call unit_test,NAME,OBJECTS): build/tests/NAME from tests/unit/NAME.c,
+# linked with OBJECTS (paths under $(BUILD)), the common modules and cmocka.
+define unit_test
+UNIT_TESTS += $$(BUILD)/tests/$(1)
+$$(BUILD)/tests/$(1): $$(BUILD)/tests/unit/$(1).o $(2) $$(COMMON_O)
+	@mkdir -p $$(dir $$@)
+	$$(CC) -o $$@ $$^ $$(LDLIBS) -lcmocka
+endef
+
+# $(call program,NAME,OBJECTS): build/bin/NAME
+define program
+PROGRAMS += $$(BIN)/$(1)
+$$(BIN)/$(1): $(2) $$(COMMON_O)
+	@mkdir -p $$(dir $$@)
+	$$(CC) -o $$@ $$^ $$(LDLIBS)
+endef
+
+-include mailer-spy/build.mk
+-include mailer-real/build.mk
+-include reconciler/build.mk
+-include tests/unit/build.mk
+
+.PHONY: all deps test unit asan test-asan bench bench-scale demo demo-stop clean
+all: $(PROGRAMS) $(UNIT_TESTS)
+
+# Installs missing Debian packages (a no-op when all are there), so that
+# `make test` and `make demo` work on a fresh machine.
+deps:
+	@scripts/install-deps
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+test: deps
+	$(MAKE) all
+	/usr/bin/python3 tests/run --bin $(BIN) --build $(BUILD)
+
+unit: deps
+	$(MAKE) all
+	/usr/bin/python3 tests/run --bin $(BIN) --build $(BUILD) --unit-only
+
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+
+test-asan: asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    /usr/bin/python3 tests/run --bin build/asan/bin --build build/asan
+
+demo: deps
+	$(MAKE) all
+	scripts/demo
+
+demo-stop:
+	scripts/demo stop
+
+bench: deps
+	$(MAKE) all
+	bench/run
+
+bench-scale: deps
+	$(MAKE) all
+	bench/run --scale
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

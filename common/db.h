@@ -1,0 +1,39 @@
+/*
+ * db: one PostgreSQL connection that notices when it is lost and comes
+ * back by itself. A struct db is used by one thread at a time (libpq's rule).
+ *
+ * db_get() hands out a live PGconn or NULL while the store is down; after
+ * a failure it reconnects with exponential backoff (100 ms doubling to 5 s),
+ * so callers can call it on every request without hammering a dead server.
+ * Callers answer 503 with Retry-After while it returns NULL.
+ */
+#ifndef COMMON_DB_H
+#define COMMON_DB_H
+
+#include <libpq-fe.h>
+
+struct db;
+
+/* name is for messages ("postgresMicro"); conninfo is a conninfo string or URI. */
+struct db *db_new(const char *conninfo, const char *name);
+void db_free(struct db *db);
+
+/* A connected PGconn, or NULL (err says why) while down or backing off. */
+PGconn *db_get(struct db *db, char *err, size_t errlen);
+
+/*
+ * Call after a command failed: when the connection is broken it is closed
+ * (the next db_get reconnects) and 1 is returned; 0 when it is still good.
+ */
+int db_check_lost(struct db *db);
+
+/* Last known state, readable from any thread: 1 up, 0 down. */
+int db_is_up(const struct db *db);
+
+/* Runs "SELECT 1" on a connection of its own (for /readyz). 0 ok, -1 down. */
+int db_ping(const char *conninfo, char *err, size_t errlen);
+
+/* Escapes nothing: a helper that gives the message of a failed result. */
+const char *db_error(const PGconn *conn, const PGresult *res);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * ids: correlation ids (UUIDs through libuuid), request id checks, and the
+ * stable hash used for sampling and sharding.
+ */
+#ifndef COMMON_IDS_H
+#define COMMON_IDS_H
+
+#include <stdint.h>
+
+#define IDS_UUID_LEN 36
+
+/* A random (v4) UUID, lower case, NUL-terminated. */
+void ids_uuid(char out[IDS_UUID_LEN + 1]);
+
+/* 1 if s is a UUID in canonical 8-4-4-4-12 hex form (either case). */
+int ids_uuid_valid(const char *s);
+
+/* 1 if a client's X-Request-Id may be echoed: 1..128 of [A-Za-z0-9._:-]. */
+int ids_request_id_sane(const char *s);
+
+/* FNV-1a 64-bit over the bytes of s: stable across processes and releases. */
+uint64_t ids_hash(const char *s);
+
+#endif

@@ -1,0 +1,197 @@
+"""Shared helpers for the integration tests.
+
+The tests drive the real programs (BIN_DIR, set by tests/run) on loopback
+against the dev environment (scripts/dev-env): real PostgreSQL, real SMTP,
+real HTTP. Nothing here stands in for a part users run.
+"""
+import email
+import email.policy
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import psycopg2
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.environ.get("BIN_DIR", os.path.join(TOP, "build", "bin"))
+LOG_DIR = os.environ.get("TEST_LOG_DIR", os.path.join(TOP, "build", "test-logs"))
+MONO_URL = os.environ.get("MONO_DATABASE_URL", "postgresql://postgres@127.0.0.1:5433/mono")
+MICRO_URL = os.environ.get("MICRO_DATABASE_URL", "postgresql://postgres@127.0.0.1:5434/micro")
+SMTP_PORT = int(os.environ.get("SMTP_PORT", "2525"))
+MAILDIR = os.environ.get("DEV_MAILDIR", os.path.join(TOP, ".dev", "mail"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def db(url):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+def query(url, sql, args=()):
+    conn = db(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def execute(url, sql, args=()):
+    conn = db(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+    finally:
+        conn.close()
+
+
+def request(port, method, path, body=None, headers=None, timeout=10, raw=None):
+    """One HTTP request on a fresh connection; returns (status, headers, body bytes).
+
+    body may be a dict/list (sent as JSON), str or bytes."""
+    h = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def raw_request(port, data, timeout=5):
+    """Send raw bytes, return everything the server answered before closing."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+class Service:
+    """Runs one of the programs as a child process on a free port."""
+
+    def __init__(self, name, env=None, args=(), port=None, log_name=None):
+        self.name = name
+        self.port = port or free_port()
+        self.env = dict(os.environ)
+        self.env.update({"PORT": str(self.port), "LOG_LEVEL": "debug"})
+        self.env.update(env or {})
+        self.args = list(args)
+        os.makedirs(LOG_DIR, exist_ok=True)
+        self.log_path = os.path.join(LOG_DIR, f"{log_name or name}-{self.port}.log")
+        self.proc = None
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.join(BIN_DIR, self.name)] + self.args,
+                                     env=self.env, stdout=self.log, stderr=self.log)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}; see {self.log_path}")
+            try:
+                st, _, _ = request(self.port, "GET", "/healthz", timeout=1)
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not healthy after {timeout}s; see {self.log_path}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.close()
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        return request(self.port, method, path, body, headers, timeout)
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def maildir_messages(maildir=MAILDIR):
+    """Every message the SMTP server stored, as email.message.EmailMessage."""
+    msgs = []
+    for sub in ("new", "cur"):
+        d = os.path.join(maildir, sub)
+        if not os.path.isdir(d):
+            continue
+        for n in sorted(os.listdir(d)):
+            with open(os.path.join(d, n), "rb") as f:
+                raw = f.read()
+            m = email.message_from_bytes(raw, policy=email.policy.default)
+            m.raw_bytes = raw
+            msgs.append(m)
+    return msgs
+
+
+def clear_maildir(maildir=MAILDIR):
+    for sub in ("new", "cur", "tmp"):
+        d = os.path.join(maildir, sub)
+        if os.path.isdir(d):
+            for n in os.listdir(d):
+                os.unlink(os.path.join(d, n))
+
+
+def wait_for(pred, timeout=15, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

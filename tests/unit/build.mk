@@ -1,0 +1,3 @@
+# Unit tests of common/ modules. Program modules' tests are declared in the
+# program's own build.mk with the same macro.
+$(eval $(call unit_test,test_config,))

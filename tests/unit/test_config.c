@@ -1,0 +1,124 @@
+/*
+ * Unit tests for common/config: defaults, then environment, then flags;
+ * a bad value fails naming the variable or flag.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+
+struct conf {
+	long port;
+	const char *mode;
+	const char *url;
+	int quiet;
+};
+
+static const struct config_option opts[] = {
+	{ .env = "T_PORT", .flag = "port", .type = CONFIG_INT, .def = "8081",
+	  .min = 1, .max = 65535, .offset = offsetof(struct conf, port) },
+	{ .env = "T_MODE", .flag = "mode", .type = CONFIG_CHOICE, .def = "spy",
+	  .choices = "spy|live", .offset = offsetof(struct conf, mode) },
+	{ .env = "T_URL", .flag = "url", .type = CONFIG_STRING,
+	  .offset = offsetof(struct conf, url) },
+	{ .env = "T_QUIET", .flag = "quiet", .short_flag = 'q', .type = CONFIG_BOOL,
+	  .def = "false", .offset = offsetof(struct conf, quiet) },
+	CONFIG_OPTIONS_END
+};
+
+static int
+load(struct conf *c, int argc, char **argv, char *err, size_t errlen)
+{
+	int argind = 0;
+
+	memset(c, 0, sizeof(*c));
+	return config_load(opts, c, argc, argv, &argind, err, errlen);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+	char *argv[] = { "prog", NULL };
+
+	(void)state;
+	unsetenv("T_PORT");
+	unsetenv("T_MODE");
+	assert_int_equal(load(&c, 1, argv, err, sizeof(err)), 0);
+	assert_int_equal(c.port, 8081);
+	assert_string_equal(c.mode, "spy");
+	assert_null(c.url);
+	assert_int_equal(c.quiet, 0);
+}
+
+static void
+test_env_then_flag(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+	char *argv[] = { "prog", "--port", "9000", "-q", NULL };
+
+	(void)state;
+	setenv("T_PORT", "7000", 1);
+	setenv("T_MODE", "live", 1);
+	assert_int_equal(load(&c, 4, argv, err, sizeof(err)), 0);
+	assert_int_equal(c.port, 9000);
+	assert_string_equal(c.mode, "live");
+	assert_int_equal(c.quiet, 1);
+	unsetenv("T_PORT");
+	unsetenv("T_MODE");
+}
+
+static void
+test_bad_env_names_variable(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+	char *argv[] = { "prog", NULL };
+
+	(void)state;
+	setenv("T_PORT", "70000", 1);
+	assert_int_equal(load(&c, 1, argv, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "T_PORT"));
+	unsetenv("T_PORT");
+	setenv("T_MODE", "loud", 1);
+	assert_int_equal(load(&c, 1, argv, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "T_MODE"));
+	assert_non_null(strstr(err, "spy|live"));
+	unsetenv("T_MODE");
+}
+
+static void
+test_bad_flag_names_flag(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+	char *argv[] = { "prog", "--port=abc", NULL };
+	char *argv2[] = { "prog", "--nope", NULL };
+
+	(void)state;
+	assert_int_equal(load(&c, 2, argv, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--port"));
+	assert_int_equal(load(&c, 2, argv2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--nope"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_env_then_flag),
+		cmocka_unit_test(test_bad_env_names_variable),
+		cmocka_unit_test(test_bad_flag_names_flag),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
