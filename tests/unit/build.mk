@@ -1,3 +1,4 @@
 # Unit tests of common/ modules. Program modules' tests are declared in the
 # program's own build.mk with the same macro.
 $(eval $(call unit_test,test_config,))
+$(eval $(call unit_test,test_experiment,))
