@@ -1,4 +1,5 @@
 # Modules shared by more than one program. A module moves here, out of a
 # program's build.mk, once a second program needs it.
-COMMON_OBJS += 
 COMMON_OBJS += common/experiment.o
+COMMON_OBJS += common/ids.o common/metrics.o common/db.o common/group_commit.o \
+	common/http.o common/validate.o

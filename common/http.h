@@ -105,4 +105,16 @@ void http_defer(struct http_request *req);
  */
 int http_require_bearer(struct http_request *req, const char *token);
 
+/*
+ * Ready-made answers every service has. Use the first two directly as
+ * route handlers; call http_reply_readyz from the service's own /readyz
+ * handler (it connects once, so it blocks a server thread for at most
+ * the 2 s connect timeout).
+ */
+void http_handle_healthz(struct http_request *req, void *arg);	/* 200 {"status":"ok"} */
+void http_handle_metrics(struct http_request *req, void *arg);	/* Prometheus text */
+/* 200 {"status":"ready"}, or 503 + Retry-After naming the database. */
+void http_reply_readyz(struct http_request *req, const char *name,
+    const char *conninfo);
+
 #endif

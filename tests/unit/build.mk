@@ -2,3 +2,5 @@
 # program's own build.mk with the same macro.
 $(eval $(call unit_test,test_config,))
 $(eval $(call unit_test,test_experiment,))
+$(eval $(call unit_test,test_validate,))
+$(eval $(call unit_test,test_metrics,))

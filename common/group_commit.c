@@ -1,0 +1,223 @@
+/*
+ * group_commit: see group_commit.h. One committer thread, one connection
+ * of its own. While a transaction commits, new items pile up in the queue;
+ * the next loop takes them all (up to max_batch) into one transaction, so
+ * under load many requests share one commit and its fsync.
+ *
+ * A lost connection fails the batch fast with GC_STORE_DOWN; db_get()
+ * brings the connection back when the server returns, with no restart.
+ * A batch that lost its connection before COMMIT was sent is retried once
+ * on a fresh connection: nothing of it can have been written.
+ */
+#include "group_commit.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+struct group_commit {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct gc_item *head, *tail;
+	_Atomic size_t pending;
+	int stopping;
+	pthread_t thread;
+	struct db *db;
+	char *name;
+	size_t max_batch;
+	gc_apply_fn apply;
+	gc_done_fn done;
+	void *arg;
+	struct metric *m_batch, *m_commit, *m_outcome[3];
+	struct gc_item **batch;
+};
+
+static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
+
+static int
+exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		snprintf(err, errlen, "%s: %s", sql, db_error(conn, res));
+	PQclear(res);
+	return ok;
+}
+
+/* One attempt. Returns GC_OK/GC_FAILED/GC_STORE_DOWN; *before_commit is 1
+ * when the failure happened before COMMIT was sent. */
+static enum gc_outcome
+attempt(struct group_commit *gc, struct gc_item **items, size_t n,
+    int *before_commit)
+{
+	char err[512] = "";
+	PGconn *conn;
+
+	*before_commit = 1;
+	conn = db_get(gc->db, err, sizeof(err));
+	if (conn == NULL)
+		return GC_STORE_DOWN;
+	if (!exec_ok(conn, "BEGIN", err, sizeof(err)))
+		goto fail;
+	if (gc->apply(conn, items, n, gc->arg) == -1) {
+		snprintf(err, sizeof(err), "apply: %s", PQerrorMessage(conn));
+		goto fail;
+	}
+	*before_commit = 0;
+	if (!exec_ok(conn, "COMMIT", err, sizeof(err)))
+		goto fail;
+	return GC_OK;
+fail:
+	if (db_check_lost(gc->db)) {
+		log_warnx("%s: batch of %zu not written, store down: %s", gc->name,
+		    n, err);
+		return GC_STORE_DOWN;
+	}
+	log_warnx("%s: batch of %zu failed: %s", gc->name, n, err);
+	PQclear(PQexec(conn, "ROLLBACK"));
+	return GC_FAILED;
+}
+
+static void
+run_batch(struct group_commit *gc, struct gc_item **items, size_t n)
+{
+	enum gc_outcome out;
+	double t0 = now_s();
+	int before_commit;
+	size_t i;
+
+	out = attempt(gc, items, n, &before_commit);
+	if (out == GC_STORE_DOWN && before_commit && db_is_up(gc->db) == 0) {
+		/* A restarted server shows up as a dead connection on first use. */
+		out = attempt(gc, items, n, &before_commit);
+	}
+	if (out == GC_OK) {
+		metrics_observe(gc->m_batch, (double)n);
+		metrics_observe(gc->m_commit, now_s() - t0);
+	}
+	metrics_inc(gc->m_outcome[out], n);
+	for (i = 0; i < n; i++) {
+		atomic_fetch_sub(&gc->pending, 1);
+		gc->done(items[i], out, gc->arg);
+	}
+}
+
+static void *
+committer(void *p)
+{
+	struct group_commit *gc = p;
+	size_t n;
+
+	for (;;) {
+		pthread_mutex_lock(&gc->lock);
+		while (gc->head == NULL && !gc->stopping)
+			pthread_cond_wait(&gc->cond, &gc->lock);
+		if (gc->head == NULL && gc->stopping) {
+			pthread_mutex_unlock(&gc->lock);
+			break;
+		}
+		for (n = 0; n < gc->max_batch && gc->head != NULL; n++) {
+			gc->batch[n] = gc->head;
+			gc->head = gc->head->next;
+			gc->batch[n]->next = NULL;
+		}
+		if (gc->head == NULL)
+			gc->tail = NULL;
+		pthread_mutex_unlock(&gc->lock);
+		run_batch(gc, gc->batch, n);
+	}
+	return NULL;
+}
+
+struct group_commit *
+group_commit_start(const char *conninfo, const char *dbname_for_messages,
+    size_t max_batch, gc_apply_fn apply, gc_done_fn done, void *arg)
+{
+	static const char *const outcome_names[] = { "ok", "store_down", "failed" };
+	struct group_commit *gc = xcalloc(1, sizeof(*gc));
+	char labels[160];
+	sigset_t all, old;
+	size_t i;
+	int rc;
+
+	pthread_mutex_init(&gc->lock, NULL);
+	pthread_cond_init(&gc->cond, NULL);
+	atomic_init(&gc->pending, 0);
+	gc->name = xstrdup(dbname_for_messages ? dbname_for_messages : "database");
+	gc->db = db_new(conninfo, gc->name);
+	gc->max_batch = max_batch ? max_batch : 256;
+	gc->batch = xcalloc(gc->max_batch, sizeof(*gc->batch));
+	gc->apply = apply;
+	gc->done = done;
+	gc->arg = arg;
+	snprintf(labels, sizeof(labels), "db=\"%s\"", gc->name);
+	gc->m_batch = metrics_histogram("group_commit_batch_rows",
+	    "Items written per committed transaction", labels, batch_bounds,
+	    nitems(batch_bounds));
+	gc->m_commit = metrics_histogram("group_commit_duration_seconds",
+	    "Time to write and commit one batch", labels, NULL, 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(labels, sizeof(labels), "db=\"%s\",outcome=\"%s\"",
+		    gc->name, outcome_names[i]);
+		gc->m_outcome[i] = metrics_counter("group_commit_items_total",
+		    "Items settled by the committer, by outcome", labels);
+	}
+
+	/* The committer takes no signals: the main thread waits for them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&gc->thread, NULL, committer, gc);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		fatalx("group_commit: pthread_create: %s", strerror(rc));
+	return gc;
+}
+
+void
+group_commit_submit(struct group_commit *gc, struct gc_item *item)
+{
+	item->next = NULL;
+	atomic_fetch_add(&gc->pending, 1);
+	pthread_mutex_lock(&gc->lock);
+	if (gc->tail != NULL)
+		gc->tail->next = item;
+	else
+		gc->head = item;
+	gc->tail = item;
+	pthread_cond_signal(&gc->cond);
+	pthread_mutex_unlock(&gc->lock);
+}
+
+size_t
+group_commit_pending(const struct group_commit *gc)
+{
+	return atomic_load(&gc->pending);
+}
+
+void
+group_commit_stop(struct group_commit *gc)
+{
+	if (gc == NULL)
+		return;
+	pthread_mutex_lock(&gc->lock);
+	gc->stopping = 1;
+	pthread_cond_signal(&gc->cond);
+	pthread_mutex_unlock(&gc->lock);
+	pthread_join(gc->thread, NULL);
+	db_free(gc->db);
+	pthread_mutex_destroy(&gc->lock);
+	pthread_cond_destroy(&gc->cond);
+	free(gc->batch);
+	free(gc->name);
+	free(gc);
+}

@@ -1,0 +1,693 @@
+/*
+ * http: see http.h. libmicrohttpd calls the access handler several times
+ * per request: once with the headers (we route and allocate the request),
+ * once per body chunk (we accumulate, bounded), and a last time with no
+ * data (we run the route's handler). A handler that defers leaves the
+ * connection suspended; http_reply from another thread stores the answer
+ * and resumes it, and the next call of the access handler queues it.
+ *
+ * Errors decided on the first call (404, 405, 415) are answered on the
+ * last one, after the body is drained, so the client always reads its
+ * answer; only a Content-Length over the limit is answered at once (413),
+ * which is the point of checking it early.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "db.h"
+#include "ids.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+struct header {
+	struct header *next;
+	char *name;
+	char *value;
+};
+
+struct http_request {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	const struct http_route *route;
+	char *method;
+	char *path;
+	const char *tail;
+	char *body;
+	size_t body_len;
+	int too_big;
+	/* decided on the first call, answered after the body is drained */
+	unsigned early_status;
+	const char *early_message;
+	char allow[96];
+	char id[IDS_UUID_LEN + 129];
+	double started;
+	struct header *headers;
+
+	pthread_mutex_t lock;
+	int handled;		/* the handler ran (or an error stood in for it) */
+	int deferred;
+	int suspended;
+	int answered;		/* status/ctype/rbody are set */
+	int queued;
+	unsigned status;
+	char *ctype;
+	char *rbody;
+	size_t rlen;
+};
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	struct http_server_config cfg;
+	_Atomic long inflight;
+	_Atomic int draining;
+	char served_by[128];
+};
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	log_warnx("microhttpd: %s", buf);
+}
+
+static int
+method_has_body(const char *m)
+{
+	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+	    strcmp(m, "PATCH") == 0;
+}
+
+static int
+path_matches(const struct http_route *r, const char *path)
+{
+	if (r->flags & HTTP_ROUTE_PREFIX)
+		return strncmp(path, r->path, strlen(r->path)) == 0;
+	return strcmp(path, r->path) == 0;
+}
+
+/* "application/json" with nothing after it but an optional utf-8 charset. */
+static int
+content_type_json(const char *ct)
+{
+	static const char base[] = "application/json";
+	const char *p;
+
+	if (ct == NULL)
+		return 0;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, base, sizeof(base) - 1) != 0)
+		return 0;
+	p = ct + sizeof(base) - 1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0')
+		return 1;
+	if (*p++ != ';')
+		return 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncasecmp(p, "charset=", 8) != 0)
+		return 0;
+	p += 8;
+	if (strncasecmp(p, "utf-8", 5) == 0)
+		p += 5;
+	else if (strncasecmp(p, "\"utf-8\"", 7) == 0)
+		p += 7;
+	else
+		return 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return *p == '\0';
+}
+
+static void
+route_request(struct http_request *req)
+{
+	const struct http_server_config *cfg = &req->srv->cfg;
+	const struct http_route *r;
+	size_t i, alen = 0;
+	int path_seen = 0;
+
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		if (!path_matches(r, req->path))
+			continue;
+		path_seen = 1;
+		if (strcmp(r->method, req->method) == 0) {
+			req->route = r;
+			req->tail = req->path + strlen(r->path);
+			break;
+		}
+		if (strstr(req->allow, r->method) == NULL &&
+		    alen + strlen(r->method) + 3 < sizeof(req->allow)) {
+			alen += (size_t)snprintf(req->allow + alen,
+			    sizeof(req->allow) - alen, "%s%s", alen ? ", " : "",
+			    r->method);
+		}
+	}
+	if (req->route == NULL) {
+		req->early_status = path_seen ? 405 : 404;
+		req->early_message = path_seen ? "method not allowed" : "not found";
+		return;
+	}
+	if ((req->route->flags & HTTP_ROUTE_JSON) && method_has_body(req->method) &&
+	    !content_type_json(http_request_header(req, "Content-Type"))) {
+		req->early_status = 415;
+		req->early_message = "Content-Type must be application/json";
+	}
+}
+
+static struct http_request *
+request_new(struct http_server *srv, struct MHD_Connection *conn,
+    const char *url, const char *method)
+{
+	struct http_request *req = xcalloc(1, sizeof(*req));
+	const char *rid;
+
+	req->srv = srv;
+	req->conn = conn;
+	req->method = xstrdup(method);
+	req->path = xstrdup(url);
+	req->tail = "";
+	req->started = now_s();
+	pthread_mutex_init(&req->lock, NULL);
+	rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (ids_request_id_sane(rid))
+		snprintf(req->id, sizeof(req->id), "%s", rid);
+	else
+		ids_uuid(req->id);
+	atomic_fetch_add(&srv->inflight, 1);
+	return req;
+}
+
+static void
+request_free(struct http_request *req)
+{
+	struct header *h, *next;
+
+	if (req == NULL)
+		return;
+	for (h = req->headers; h != NULL; h = next) {
+		next = h->next;
+		free(h->name);
+		free(h->value);
+		free(h);
+	}
+	pthread_mutex_destroy(&req->lock);
+	free(req->method);
+	free(req->path);
+	free(req->body);
+	free(req->ctype);
+	free(req->rbody);
+	free(req);
+}
+
+static void
+completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *srv = cls;
+	struct http_request *req = *con_cls;
+
+	(void)conn;
+	if (req == NULL)
+		return;
+	if (!req->queued)
+		log_debug("request %s %s ended before an answer (code %d)",
+		    req->method, req->path, (int)toe);
+	request_free(req);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void
+count_request(struct http_request *req)
+{
+	const char *name = req->route ? req->route->name : "unmatched";
+	char labels[160];
+
+	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", name,
+	    req->status);
+	metrics_inc(metrics_counter("http_requests_total",
+	    "HTTP requests answered, by route and status", labels), 1);
+	snprintf(labels, sizeof(labels), "route=\"%s\"", name);
+	metrics_observe(metrics_histogram("http_request_duration_seconds",
+	    "Time from request arrival to answer, by route", labels, NULL, 0),
+	    now_s() - req->started);
+}
+
+static enum MHD_Result
+queue_answer(struct http_request *req)
+{
+	struct MHD_Response *resp;
+	struct header *h;
+	enum MHD_Result rc;
+
+	resp = MHD_create_response_from_buffer(req->rlen, req->rbody,
+	    MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+		return MHD_NO;
+	req->rbody = NULL;
+	if (req->ctype != NULL)
+		MHD_add_response_header(resp, "Content-Type", req->ctype);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	MHD_add_response_header(resp, "X-Served-By", req->srv->served_by);
+	for (h = req->headers; h != NULL; h = h->next)
+		MHD_add_response_header(resp, h->name, h->value);
+	if (atomic_load(&req->srv->draining))
+		MHD_add_response_header(resp, "Connection", "close");
+	rc = MHD_queue_response(req->conn, req->status, resp);
+	MHD_destroy_response(resp);
+	req->queued = 1;
+	count_request(req);
+	log_debug("%s %s -> %u", req->method, req->path, req->status);
+	return rc;
+}
+
+static void
+run_handler(struct http_request *req)
+{
+	req->handled = 1;
+	log_set_id(req->id);
+	if (req->early_status == 405) {
+		http_response_header(req, "Allow", req->allow);
+		http_reply_error(req, 405, req->early_message, NULL);
+	} else if (req->early_status != 0) {
+		http_reply_error(req, req->early_status, req->early_message, NULL);
+	} else if (req->too_big) {
+		http_reply_error(req, 413, "request body too large", NULL);
+	} else {
+		req->route->handler(req, req->srv->cfg.arg);
+		if (!req->answered && !req->deferred) {
+			log_warnx("handler %s gave no answer", req->route->name);
+			http_reply_error(req, 500, "internal error", NULL);
+		}
+	}
+	log_set_id(NULL);
+}
+
+static enum MHD_Result
+access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct http_request *req = *con_cls;
+	size_t max = srv->cfg.max_body;
+	enum MHD_Result rc;
+
+	(void)version;
+	if (req == NULL) {
+		const char *cl;
+		char *end;
+		unsigned long long n;
+
+		req = request_new(srv, conn, url, method);
+		*con_cls = req;
+		route_request(req);
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		    "Content-Length");
+		if (cl != NULL && req->early_status == 0) {
+			errno = 0;
+			n = strtoull(cl, &end, 10);
+			if (errno != 0 || end == cl || n > max) {
+				req->too_big = 1;
+				run_handler(req);
+				return queue_answer(req);
+			}
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+
+		if (!req->too_big && req->early_status == 0) {
+			if (n > max || req->body_len > max - n) {
+				req->too_big = 1;
+				free(req->body);
+				req->body = NULL;
+				req->body_len = 0;
+			} else {
+				req->body = xrealloc(req->body, req->body_len + n + 1);
+				memcpy(req->body + req->body_len, upload_data, n);
+				req->body_len += n;
+				req->body[req->body_len] = '\0';
+			}
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (req->queued)
+		return MHD_YES;
+	if (!req->handled)
+		run_handler(req);
+	pthread_mutex_lock(&req->lock);
+	if (req->answered) {
+		pthread_mutex_unlock(&req->lock);
+		return queue_answer(req);
+	}
+	/* Deferred and not answered yet: park the connection. */
+	MHD_suspend_connection(conn);
+	req->suspended = 1;
+	pthread_mutex_unlock(&req->lock);
+	rc = MHD_YES;
+	return rc;
+}
+
+struct http_server *
+http_server_start(const struct http_server_config *cfg, char *err,
+    size_t errlen)
+{
+	struct http_server *srv = xcalloc(1, sizeof(*srv));
+	struct sockaddr_in sa;
+	sigset_t sigs;
+	unsigned flags;
+
+	srv->cfg = *cfg;
+	if (srv->cfg.max_body == 0)
+		srv->cfg.max_body = 64 * 1024;
+	if (srv->cfg.threads == 0)
+		srv->cfg.threads = 2;
+	if (srv->cfg.connection_limit == 0)
+		srv->cfg.connection_limit = 4096;
+	if (srv->cfg.timeout_s == 0)
+		srv->cfg.timeout_s = 30;
+	if (srv->cfg.drain_s == 0)
+		srv->cfg.drain_s = 10;
+	snprintf(srv->served_by, sizeof(srv->served_by), "%s/%s",
+	    cfg->service ? cfg->service : "unknown",
+	    cfg->version ? cfg->version : "0");
+	atomic_init(&srv->inflight, 0);
+	atomic_init(&srv->draining, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(cfg->port);
+	sa.sin_addr.s_addr = htonl(INADDR_ANY);
+	if (cfg->bind != NULL && *cfg->bind != '\0' &&
+	    inet_pton(AF_INET, cfg->bind, &sa.sin_addr) != 1) {
+		snprintf(err, errlen, "bind address '%s' is not an IPv4 address",
+		    cfg->bind);
+		free(srv);
+		return NULL;
+	}
+
+	/*
+	 * Server threads inherit this mask: SIGTERM and SIGINT wait for
+	 * http_server_wait_signal() in the main thread, SIGPIPE is moot.
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	srv->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, access_cb,
+	    srv,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.timeout_s,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.connection_limit,
+	    MHD_OPTION_NOTIFY_COMPLETED, (MHD_RequestCompletedCallback)completed_cb,
+	    srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log, NULL,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+	    MHD_OPTION_END);
+	if (srv->daemon == NULL) {
+		snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
+		    cfg->bind ? cfg->bind : "0.0.0.0", (unsigned)cfg->port);
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void
+http_server_wait_signal(struct http_server *srv)
+{
+	sigset_t sigs;
+	MHD_socket fd;
+	uint64_t deadline;
+	int sig = 0;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	while (sigwait(&sigs, &sig) != 0)
+		;
+	log_info("signal %d: no new connections, draining %ld request(s)", sig,
+	    atomic_load(&srv->inflight));
+	atomic_store(&srv->draining, 1);
+	fd = MHD_quiesce_daemon(srv->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	deadline = now_ns() + (uint64_t)srv->cfg.drain_s * 1000000000ULL;
+	while (atomic_load(&srv->inflight) > 0 && now_ns() < deadline)
+		sleep_ms(10);
+	if (atomic_load(&srv->inflight) > 0)
+		log_warnx("%ld request(s) still in flight after %us",
+		    atomic_load(&srv->inflight), srv->cfg.drain_s);
+}
+
+void
+http_server_free(struct http_server *srv)
+{
+	if (srv == NULL)
+		return;
+	MHD_stop_daemon(srv->daemon);
+	free(srv);
+}
+
+const char *
+http_request_method(const struct http_request *req)
+{
+	return req->method;
+}
+
+const char *
+http_request_path(const struct http_request *req)
+{
+	return req->path;
+}
+
+const char *
+http_request_tail(const struct http_request *req)
+{
+	return req->tail;
+}
+
+const char *
+http_request_query(const struct http_request *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *
+http_request_header(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_request_body(const struct http_request *req, size_t *len)
+{
+	if (len != NULL)
+		*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+const char *
+http_request_id(const struct http_request *req)
+{
+	return req->id;
+}
+
+double
+http_request_started(const struct http_request *req)
+{
+	return req->started;
+}
+
+void
+http_response_header(struct http_request *req, const char *name,
+    const char *value)
+{
+	struct header *h = xcalloc(1, sizeof(*h));
+
+	h->name = xstrdup(name);
+	h->value = xstrdup(value);
+	h->next = req->headers;
+	req->headers = h;
+}
+
+void
+http_reply(struct http_request *req, unsigned status, const char *content_type,
+    const char *body, size_t len)
+{
+	pthread_mutex_lock(&req->lock);
+	if (req->answered) {
+		pthread_mutex_unlock(&req->lock);
+		log_warnx("%s %s answered twice (second: %u)", req->method,
+		    req->path, status);
+		return;
+	}
+	req->status = status;
+	req->ctype = content_type ? xstrdup(content_type) : NULL;
+	req->rbody = xmalloc(len + 1);
+	memcpy(req->rbody, body, len);
+	req->rbody[len] = '\0';
+	req->rlen = len;
+	req->answered = 1;
+	if (req->suspended) {
+		req->suspended = 0;
+		MHD_resume_connection(req->conn);
+	}
+	/* req may be freed by a server thread as soon as this unlocks. */
+	pthread_mutex_unlock(&req->lock);
+}
+
+void
+http_reply_json(struct http_request *req, unsigned status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	size_t n;
+
+	json_decref(body);
+	if (s == NULL) {
+		http_reply(req, 500, "application/json",
+		    "{\"error\":\"internal error\",\"field\":null}", 39);
+		return;
+	}
+	n = strlen(s);
+	s = xrealloc(s, n + 2);
+	s[n++] = '\n';
+	s[n] = '\0';
+	http_reply(req, status, "application/json", s, n);
+	free(s);
+}
+
+void
+http_reply_error(struct http_request *req, unsigned status, const char *message,
+    const char *field)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "error", json_string(message ? message : "error"));
+	json_object_set_new(o, "field", field ? json_string(field) : json_null());
+	/* a field name that is not UTF-8 makes json_string fail: say null */
+	if (json_object_get(o, "field") == NULL)
+		json_object_set_new(o, "field", json_null());
+	if (json_object_get(o, "error") == NULL)
+		json_object_set_new(o, "error", json_string("error"));
+	http_reply_json(req, status, o);
+}
+
+void
+http_reply_unavailable(struct http_request *req, unsigned retry_after_s,
+    const char *message)
+{
+	char v[24];
+
+	snprintf(v, sizeof(v), "%u", retry_after_s ? retry_after_s : 1);
+	http_response_header(req, "Retry-After", v);
+	http_reply_error(req, 503, message ? message : "service unavailable", NULL);
+}
+
+void
+http_defer(struct http_request *req)
+{
+	pthread_mutex_lock(&req->lock);
+	req->deferred = 1;
+	pthread_mutex_unlock(&req->lock);
+}
+
+int
+http_require_bearer(struct http_request *req, const char *token)
+{
+	static const char prefix[] = "Bearer ";
+	const char *h;
+	size_t tlen, hlen, i;
+	unsigned char diff = 0;
+
+	if (token == NULL || *token == '\0')
+		return 0;
+	h = http_request_header(req, "Authorization");
+	if (h != NULL && strncasecmp(h, prefix, sizeof(prefix) - 1) == 0) {
+		h += sizeof(prefix) - 1;
+		tlen = strlen(token);
+		hlen = strlen(h);
+		diff = hlen != tlen;
+		/* Same work whatever the mismatch position. */
+		for (i = 0; i < tlen; i++)
+			diff |= (unsigned char)(token[i] ^ (i < hlen ? h[i] : 0));
+		if (diff == 0)
+			return 0;
+	}
+	http_response_header(req, "WWW-Authenticate", "Bearer realm=\"api\"");
+	http_reply_error(req, 401, h == NULL ? "authorization required" :
+	    "invalid token", "Authorization");
+	return -1;
+}
+
+void
+http_handle_healthz(struct http_request *req, void *arg)
+{
+	(void)arg;
+	http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void
+http_handle_metrics(struct http_request *req, void *arg)
+{
+	char *text = metrics_render();
+
+	(void)arg;
+	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+	    strlen(text));
+	free(text);
+}
+
+void
+http_reply_readyz(struct http_request *req, const char *name,
+    const char *conninfo)
+{
+	char err[256] = "", *msg;
+
+	if (db_ping(conninfo, err, sizeof(err)) == 0) {
+		http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+		return;
+	}
+	log_warnx("readyz: %s: %s", name, err);
+	http_response_header(req, "Retry-After", "1");
+	msg = xasprintf("%s is unreachable", name ? name : "database");
+	http_reply_json(req, 503, json_pack("{s:s,s:s,s:n}", "status",
+	    "unavailable", "error", msg, "field"));
+	free(msg);
+}

@@ -1,0 +1,71 @@
+/*
+ * ids: see ids.h. UUIDs come from libuuid's random generator; the checks
+ * are plain byte scans so they can run on untrusted input of any length.
+ */
+#include "ids.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include <uuid/uuid.h>
+
+void
+ids_uuid(char out[IDS_UUID_LEN + 1])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
+
+int
+ids_uuid_valid(const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < IDS_UUID_LEN; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\0')
+			return 0;
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return 0;
+		} else if (!isxdigit(c)) {
+			return 0;
+		}
+	}
+	return s[IDS_UUID_LEN] == '\0';
+}
+
+int
+ids_request_id_sane(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	for (n = 0; s[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)s[n];
+
+		if (n >= 128)
+			return 0;
+		if (!(isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+uint64_t
+ids_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
