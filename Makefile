@@ -53,6 +53,7 @@ endef
 -include mailer-real/build.mk
 -include reconciler/build.mk
 -include tests/unit/build.mk
+-include bench/build.mk
 
 .PHONY: all deps test unit asan test-asan bench bench-scale demo demo-stop clean
 all: $(PROGRAMS) $(UNIT_TESTS)
