@@ -1,0 +1,242 @@
+"""Canary release through nginx weighted upstreams (docs/CANARY.md).
+
+Covers: nginx/generate's weight files (the committed ones are exactly its
+output; each passes `nginx -t`; a 0% path is left out of the upstream); the
+split a real nginx makes through nginx_10_90, nginx_50_50 and nginx_90_10
+over 1,000 requests (within 3 points of the weights), first with two small
+loopback backends, then with the real services (old path mailer-real
+NOTIFIER=parallel, new path mailer-real NOTIFIER=remote in front of
+mailer-spy SPY_MODE=live); no request lost while scripts/canary changes the
+weights under load; `scripts/canary step` advancing, holding and rolling
+back on the reconciler's verdict (reconciliation_run in postgresMono) and
+on the new path's 5xx rate.
+"""
+import filecmp
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness
+from harness import TOP, request
+from canary_env import NGINX, Nginx, TinyBackend
+
+GENERATE = os.path.join(TOP, "nginx", "generate")
+STEPS = list(range(0, 101, 10))
+
+
+def split(ng, n=1000):
+    """n POSTs through nginx; returns {path: count} from X-Canary-Path and
+    checks that the backend that answered belongs to that path."""
+    seen = {"old": 0, "new": 0}
+    for i in range(n):
+        st, h, body = request(ng.port, "POST", "/payroll",
+                              {"shipTo": f"Split{i}", "total": 1})
+        assert st in (200, 201), (st, body)
+        path = h.get("x-canary-path")
+        seen[path] += 1
+        if b'"backend"' in body:
+            assert body.decode().find(f'"{path}"') > 0, (path, body)
+    return seen
+
+
+@unittest.skipUnless(os.path.exists(NGINX), "nginx not installed")
+class GeneratedFiles(unittest.TestCase):
+    def test_committed_files_are_the_generator_output(self):
+        out = tempfile.mkdtemp()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CANARY_")}
+            subprocess.run([GENERATE, out], env=env, check=True)
+            names = sorted(os.listdir(out))
+            self.assertEqual(names, sorted(f"nginx_{x}_{100 - x}.conf" for x in STEPS))
+            committed = sorted(f for f in os.listdir(os.path.join(TOP, "nginx"))
+                               if f.startswith("nginx_") and f.endswith(".conf"))
+            self.assertEqual(committed, names)
+            _, mismatch, errors = filecmp.cmpfiles(out, os.path.join(TOP, "nginx"),
+                                                   names, shallow=False)
+            self.assertEqual((mismatch, errors), ([], []),
+                             "nginx/ differs from nginx/generate's output: rerun nginx/generate")
+        finally:
+            shutil.rmtree(out)
+
+    def test_weights_and_zero_percent_left_out(self):
+        for x in STEPS:
+            with open(os.path.join(TOP, "nginx", f"nginx_{x}_{100 - x}.conf")) as f:
+                text = f.read()
+            up = text[text.index("upstream canary_paths {"):]
+            up = up[:up.index("}")]
+            self.assertIn(f"zone canary_{x}_{100 - x} ", up)
+            self.assertNotIn("weight=0", text)
+            self.assertEqual(f"127.0.0.1:8092 weight={x};" in up, x > 0, x)
+            self.assertEqual(f"127.0.0.1:8091 weight={100 - x};" in up, x < 100, x)
+            self.assertEqual(up.count("server "), 1 if x in (0, 100) else 2)
+
+    def test_every_file_passes_nginx_t(self):
+        ng = Nginx("127.0.0.1:9", "127.0.0.1:9")
+        try:
+            for x in STEPS:
+                shutil.copy(os.path.join(ng.conf_dir, f"nginx_{x}_{100 - x}.conf"), ng.active)
+                r = ng.test_config()
+                self.assertEqual(r.returncode, 0, f"nginx_{x}_{100 - x}.conf: {r.stderr}")
+        finally:
+            ng.cleanup()
+
+    def test_generator_refuses_a_value_nginx_would_misread(self):
+        out = tempfile.mkdtemp()
+        try:
+            r = subprocess.run([GENERATE, out], capture_output=True, text=True,
+                               env=dict(os.environ, CANARY_LISTEN="80; include /etc/passwd"))
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("CANARY_LISTEN", r.stderr)
+            self.assertEqual(os.listdir(out), [])
+        finally:
+            shutil.rmtree(out)
+
+
+@unittest.skipUnless(os.path.exists(NGINX), "nginx not installed")
+class SplitWithLoopbackBackends(unittest.TestCase):
+    def setUp(self):
+        self.old = TinyBackend("old")
+        self.new = TinyBackend("new")
+
+    def tearDown(self):
+        self.old.stop()
+        self.new.stop()
+
+    def test_split_within_three_points(self):
+        for x in (10, 50, 90):
+            ng = Nginx(f"127.0.0.1:{self.old.port}", f"127.0.0.1:{self.new.port}",
+                       initial=f"nginx_{x}_{100 - x}.conf")
+            try:
+                ng.start()
+                seen = split(ng)
+                self.assertAlmostEqual(seen["new"] / 10, x, delta=3, msg=seen)
+                self.assertAlmostEqual(seen["old"] / 10, 100 - x, delta=3, msg=seen)
+                lines = ng.access_lines()
+                self.assertEqual(sum(1 for l in lines if l[1] == "new" and l[3] == "/payroll"),
+                                 seen["new"])
+            finally:
+                ng.cleanup()
+
+    def test_ends_send_everything_to_one_path(self):
+        for x in (0, 100):
+            ng = Nginx(f"127.0.0.1:{self.old.port}", f"127.0.0.1:{self.new.port}",
+                       initial=f"nginx_{x}_{100 - x}.conf")
+            try:
+                ng.start()
+                seen = split(ng, 100)
+                self.assertEqual(seen["new"], x)
+            finally:
+                ng.cleanup()
+
+
+class Load:
+    """Steady POSTs through nginx from a few threads, one connection each."""
+
+    def __init__(self, port, threads=4):
+        self.port = port
+        self.stop_flag = threading.Event()
+        self.statuses = {}
+        self.paths = {}
+        self.errors = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+
+    def run(self, t):
+        i = 0
+        while not self.stop_flag.is_set():
+            i += 1
+            try:
+                st, h, _ = request(self.port, "POST", "/payroll",
+                                   {"shipTo": f"Load{t}x{i}", "total": 5}, timeout=30)
+                with self.lock:
+                    self.statuses[st] = self.statuses.get(st, 0) + 1
+                    p = h.get("x-canary-path")
+                    self.paths[p] = self.paths.get(p, 0) + 1
+            except Exception as e:  # a reset or a refused connection is a lost request
+                with self.lock:
+                    self.errors.append(repr(e))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+
+    def total(self):
+        with self.lock:
+            return sum(self.statuses.values()) + len(self.errors)
+
+
+def changes_under_load(tc, ng, ok_status):
+    """Moves the weights through the canary tool while a load runs; asserts
+    nothing was lost and the master never restarted."""
+    master = ng.proc.pid
+    with Load(ng.port) as load:
+        harness.wait_for(lambda: load.total() > 50, what="load to start")
+        for pct in (10, 50, 90, 100, 0, 30):
+            before = load.total()
+            r = ng.canary("set", str(pct))
+            tc.assertEqual(r.returncode, 0, r.stderr)
+            harness.wait_for(lambda: load.total() > before + 100, timeout=30,
+                             what="requests after the reload")
+        r = ng.canary("rollback")
+        tc.assertEqual(r.returncode, 0, r.stderr)
+        before = load.total()
+        harness.wait_for(lambda: load.total() > before + 100, timeout=30,
+                         what="requests after the rollback")
+    tc.assertEqual(load.errors, [])
+    tc.assertEqual(set(load.statuses), {ok_status}, load.statuses)
+    tc.assertGreater(load.paths.get("new", 0), 0)
+    tc.assertGreater(load.paths.get("old", 0), 0)
+    tc.assertEqual(ng.proc.pid, master)
+    tc.assertIsNone(ng.proc.poll())
+    with open(ng.error_log) as f:
+        log = f.read()
+    tc.assertIn("reconfiguring", log)
+    return load
+
+
+@unittest.skipUnless(os.path.exists(NGINX), "nginx not installed")
+class ReloadUnderLoad(unittest.TestCase):
+    def test_weight_changes_lose_no_request(self):
+        old, new = TinyBackend("old"), TinyBackend("new")
+        ng = Nginx(f"127.0.0.1:{old.port}", f"127.0.0.1:{new.port}")
+        try:
+            ng.start()
+            load = changes_under_load(self, ng, 201)
+            self.assertEqual(old.count + new.count, sum(load.statuses.values()))
+            self.assertIn("split: 0% new", ng.canary("status").stdout)
+        finally:
+            ng.cleanup()
+            old.stop()
+            new.stop()
+
+    def test_a_file_nginx_rejects_keeps_the_previous_split(self):
+        old, new = TinyBackend("old"), TinyBackend("new")
+        ng = Nginx(f"127.0.0.1:{old.port}", f"127.0.0.1:{new.port}",
+                   initial="nginx_10_90.conf")
+        try:
+            ng.start()
+            with open(os.path.join(ng.conf_dir, "nginx_20_80.conf"), "a") as f:
+                f.write("this is not nginx\n")
+            r = ng.canary("set", "20")
+            self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+            self.assertIn("kept the previous split", r.stderr)
+            self.assertIn("split: 10% new", ng.canary("status").stdout)
+            st, h, _ = request(ng.port, "GET", "/")
+            self.assertEqual(st, 200)
+            r = ng.canary("set", "15")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("no generated file for 15%", r.stderr)
+        finally:
+            ng.cleanup()
+            old.stop()
+            new.stop()
