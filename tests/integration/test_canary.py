@@ -115,9 +115,11 @@ class SplitWithLoopbackBackends(unittest.TestCase):
                 seen = split(ng)
                 self.assertAlmostEqual(seen["new"] / 10, x, delta=3, msg=seen)
                 self.assertAlmostEqual(seen["old"] / 10, 100 - x, delta=3, msg=seen)
-                lines = ng.access_lines()
-                self.assertEqual(sum(1 for l in lines if l[1] == "new" and l[3] == "/payroll"),
-                                 seen["new"])
+                # nginx logs after the answer goes out: the last line may lag.
+                logged = lambda: sum(1 for l in ng.access_lines()
+                                     if l[1] == "new" and l[3] == "/payroll")
+                harness.wait_for(lambda: logged() >= seen["new"], timeout=5, what="access log")
+                self.assertEqual(logged(), seen["new"])
             finally:
                 ng.cleanup()
 
