@@ -1,0 +1,289 @@
+/*
+ * delivery: see delivery.h. Delivery is at least once: a row is leased
+ * before the SMTP session and settled after it; a crash in between lets
+ * the lease run out and the row goes again (the Message-Id, derived from
+ * the correlation id, lets a receiver spot the duplicate).
+ */
+#include "delivery.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/db.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+#include "outbox.h"
+
+struct worker {
+	struct delivery *d;
+	pthread_t thread;
+	unsigned index;
+	struct db *db;
+	struct smtp_sender *smtp;
+};
+
+struct delivery {
+	struct delivery_config cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned long wakes;
+	int stopping;
+	struct worker *workers;
+	struct metric *m_sent, *m_retry, *m_failed, *m_refused;
+	struct metric *m_session_ok, *m_session_fail, *m_batch, *m_session_s;
+};
+
+static const double batch_bounds[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
+
+static long
+backoff_ms(const struct delivery_config *cfg, int attempts)
+{
+	long d = cfg->retry_base_ms;
+	int i;
+
+	for (i = 0; i < attempts && d < (long)cfg->retry_max_ms; i++)
+		d *= 2;
+	return d > (long)cfg->retry_max_ms ? (long)cfg->retry_max_ms : d;
+}
+
+/* One lease-send-settle round. Returns the number of rows handled, -1 on a store problem. */
+static int
+deliver_once(struct worker *w)
+{
+	struct delivery *d = w->d;
+	const struct delivery_config *cfg = &d->cfg;
+	struct outbox_mail *rows = NULL;
+	struct smtp_mail *mails = NULL;
+	struct outbox_outcome *out = NULL;
+	char **ids = NULL;
+	char err[512] = "";
+	PGconn *conn;
+	double t0;
+	int n, i, rc = -1;
+
+	conn = db_get(w->db, err, sizeof(err));
+	if (conn == NULL)
+		return -1;
+	n = outbox_claim(conn, cfg->batch, cfg->lease_s, &rows, err, sizeof(err));
+	if (n < 0) {
+		log_warnx("delivery %u: %s", w->index, err);
+		db_check_lost(w->db);
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+
+	mails = xcalloc((size_t)n, sizeof(*mails));
+	out = xcalloc((size_t)n, sizeof(*out));
+	ids = xcalloc((size_t)n, sizeof(*ids));
+	for (i = 0; i < n; i++) {
+		ids[i] = xasprintf("%s@%s", rows[i].correlation_id, cfg->mail_domain);
+		mails[i].message_id = ids[i];
+		mails[i].from = cfg->mail_from;
+		mails[i].to = rows[i].destination;
+		mails[i].subject = rows[i].subject;
+		mails[i].body = rows[i].body;
+	}
+	t0 = now_s();
+	if (smtp_send_batch(w->smtp, mails, (size_t)n, err, sizeof(err)) != 0) {
+		metrics_inc(d->m_session_fail, 1);
+		log_warnx("delivery %u: %d mail(s) not sent: %s", w->index, n, err);
+	} else {
+		metrics_inc(d->m_session_ok, 1);
+	}
+	metrics_observe(d->m_session_s, now_s() - t0);
+	metrics_observe(d->m_batch, (double)n);
+
+	for (i = 0; i < n; i++) {
+		out[i].id = rows[i].id;
+		out[i].error = mails[i].reply;
+		switch (mails[i].status) {
+		case SMTP_MAIL_SENT:
+			out[i].fate = OUTBOX_SENT;
+			out[i].error = NULL;
+			metrics_inc(d->m_sent, 1);
+			log_debug("delivery: %s sent to %s", rows[i].correlation_id,
+			    rows[i].destination);
+			break;
+		case SMTP_MAIL_PERMFAIL:
+		case SMTP_MAIL_REFUSED:
+			out[i].fate = OUTBOX_FAILED;
+			metrics_inc(mails[i].status == SMTP_MAIL_REFUSED ?
+			    d->m_refused : d->m_failed, 1);
+			log_warnx("delivery: %s to %s failed: %s",
+			    rows[i].correlation_id, rows[i].destination,
+			    mails[i].reply);
+			break;
+		case SMTP_MAIL_TEMPFAIL:
+			if ((unsigned)rows[i].attempts + 1 >= cfg->max_attempts) {
+				out[i].fate = OUTBOX_FAILED;
+				metrics_inc(d->m_failed, 1);
+				log_warnx("delivery: %s to %s failed after %d "
+				    "attempts: %s", rows[i].correlation_id,
+				    rows[i].destination, rows[i].attempts + 1,
+				    mails[i].reply);
+			} else {
+				out[i].fate = OUTBOX_RETRY;
+				out[i].retry_in_ms = backoff_ms(cfg, rows[i].attempts);
+				metrics_inc(d->m_retry, 1);
+			}
+			break;
+		}
+	}
+	conn = db_get(w->db, err, sizeof(err));
+	if (conn == NULL || outbox_settle(conn, out, (size_t)n, err,
+	    sizeof(err)) != 0) {
+		/* the lease runs out and the rows go again: at least once */
+		log_warnx("delivery %u: outcome of %d mail(s) not recorded: %s",
+		    w->index, n, err);
+		if (conn != NULL)
+			db_check_lost(w->db);
+		goto done;
+	}
+	rc = n;
+done:
+	for (i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(out);
+	free(mails);
+	outbox_mails_free(rows, (size_t)n);
+	return rc;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct delivery *d = w->d;
+	unsigned long seen;
+	struct timespec until;
+	int n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	seen = d->wakes;
+	pthread_mutex_unlock(&d->lock);
+	for (;;) {
+		n = deliver_once(w);
+		pthread_mutex_lock(&d->lock);
+		if (d->stopping) {
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		/* a full batch means more may be due: go again at once */
+		if (n >= (int)d->cfg.batch || d->wakes != seen) {
+			seen = d->wakes;
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += d->cfg.poll_ms / 1000;
+		until.tv_nsec += (long)(d->cfg.poll_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (d->wakes == seen && !d->stopping) {
+			if (pthread_cond_timedwait(&d->cond, &d->lock, &until) ==
+			    ETIMEDOUT)
+				break;
+		}
+		seen = d->wakes;
+		pthread_mutex_unlock(&d->lock);
+	}
+	return NULL;
+}
+
+struct delivery *
+delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
+{
+	struct delivery *d = xcalloc(1, sizeof(*d));
+	unsigned i;
+
+	d->cfg = *cfg;
+	if (d->cfg.workers == 0)
+		d->cfg.workers = 1;
+	if (d->cfg.batch == 0)
+		d->cfg.batch = 100;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	d->m_sent = metrics_counter("mail_delivery_total",
+	    "Outbox mails by delivery outcome", "outcome=\"sent\"");
+	d->m_retry = metrics_counter("mail_delivery_total",
+	    "Outbox mails by delivery outcome", "outcome=\"retry\"");
+	d->m_failed = metrics_counter("mail_delivery_total",
+	    "Outbox mails by delivery outcome", "outcome=\"failed\"");
+	d->m_refused = metrics_counter("mail_delivery_total",
+	    "Outbox mails by delivery outcome", "outcome=\"refused\"");
+	d->m_session_ok = metrics_counter("smtp_sessions_total",
+	    "SMTP sessions by result", "result=\"ok\"");
+	d->m_session_fail = metrics_counter("smtp_sessions_total",
+	    "SMTP sessions by result", "result=\"failed\"");
+	d->m_batch = metrics_histogram("smtp_session_mails",
+	    "Mails per SMTP session", "", batch_bounds, nitems(batch_bounds));
+	d->m_session_s = metrics_histogram("smtp_session_duration_seconds",
+	    "Duration of an SMTP session", "", NULL, 0);
+
+	d->workers = xcalloc(d->cfg.workers, sizeof(*d->workers));
+	for (i = 0; i < d->cfg.workers; i++) {
+		struct worker *w = &d->workers[i];
+		w->d = d;
+		w->index = i;
+		w->db = db_new(cfg->conninfo, "postgresMono");
+		w->smtp = smtp_sender_new(&cfg->smtp, err, errlen);
+		if (w->smtp == NULL)
+			goto fail;
+	}
+	for (i = 0; i < d->cfg.workers; i++)
+		if (pthread_create(&d->workers[i].thread, NULL, worker_main,
+		    &d->workers[i]) != 0)
+			fatal("pthread_create");
+	return d;
+fail:
+	for (i = 0; i < d->cfg.workers; i++) {
+		db_free(d->workers[i].db);
+		smtp_sender_free(d->workers[i].smtp);
+	}
+	free(d->workers);
+	free(d);
+	return NULL;
+}
+
+void
+delivery_wake(struct delivery *d)
+{
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	d->wakes++;
+	pthread_cond_signal(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void
+delivery_stop(struct delivery *d)
+{
+	unsigned i;
+
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	d->stopping = 1;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	for (i = 0; i < d->cfg.workers; i++) {
+		pthread_join(d->workers[i].thread, NULL);
+		db_free(d->workers[i].db);
+		smtp_sender_free(d->workers[i].smtp);
+	}
+	free(d->workers);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}

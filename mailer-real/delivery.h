@@ -1,0 +1,45 @@
+/*
+ * delivery: the worker threads that empty the outbox over SMTP.
+ *
+ * Each worker has its own PostgreSQL connection and SMTP sender. It leases
+ * a batch of due pending rows (outbox_claim), sends them over one SMTP
+ * session (smtp_send_batch), and settles every row: sent; failed at once
+ * on a permanent (5xx) answer for that mail; otherwise retried with
+ * exponential backoff (base * 2^attempts, capped) until max_attempts, then
+ * failed with the server's last answer. A worker sleeps on a condition
+ * variable: delivery_wake() after a commit starts it at once, and it polls
+ * every poll_ms anyway for retries coming due and for rows other
+ * processes left behind.
+ */
+#ifndef MAILER_REAL_DELIVERY_H
+#define MAILER_REAL_DELIVERY_H
+
+#include <stddef.h>
+
+#include "common/smtp_send.h"
+
+struct delivery_config {
+	const char *conninfo;
+	struct smtp_sender_config smtp;
+	const char *mail_from;
+	const char *mail_domain;	/* Message-Id: <correlation-id@mail_domain> */
+	unsigned workers;
+	size_t batch;
+	unsigned poll_ms;
+	unsigned lease_s;
+	unsigned retry_base_ms;
+	unsigned retry_max_ms;
+	unsigned max_attempts;
+};
+
+struct delivery;
+
+/* Starts the workers; NULL with err when the SMTP settings are unusable. */
+struct delivery *delivery_start(const struct delivery_config *cfg, char *err,
+    size_t errlen);
+/* New rows are committed: wake a worker. Safe from any thread; cheap. */
+void delivery_wake(struct delivery *d);
+/* Lets the batch in hand finish, then stops and frees. */
+void delivery_stop(struct delivery *d);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * mailer-real: the payroll monolith. Wires the configuration, the HTTP
+ * API (payroll.c), the group committer writing the outbox (outbox.c), the
+ * SMTP delivery workers (delivery.c) and the Parallel Run dispatcher
+ * (dispatch.c). docs/MAILER-REAL.md describes the whole.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/group_commit.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/smtp_send.h"
+#include "common/util.h"
+#include "delivery.h"
+#include "dispatch.h"
+#include "legacy_render.h"
+#include "payroll.h"
+
+#define VERSION "1.0.0"
+
+struct mono_config {
+	long port;
+	const char *bind;
+	const char *database_url;
+	const char *smtp_host;
+	long smtp_port;
+	const char *smtp_starttls;
+	const char *smtp_user;
+	const char *smtp_password;
+	const char *smtp_ca_file;
+	int smtp_tls_verify;
+	long smtp_timeout_s;
+	const char *mail_from;
+	const char *mail_domain;
+	const char *notifier;
+	const char *spy_url;
+	const char *spy_token;
+	long percent;
+	long spy_timeout_ms;
+	long dispatch_queue;
+	long dispatch_inflight;
+	long workers;
+	long batch;
+	long poll_ms;
+	long lease_s;
+	long retry_base_ms;
+	long retry_max_ms;
+	long max_attempts;
+	long http_threads;
+	long commit_batch;
+	const char *log_level;
+	const char *log_format;
+};
+
+#define O(f) offsetof(struct mono_config, f)
+static const struct config_option options[] = {
+	{ "PORT", "port", 'p', CONFIG_INT, "8080", "HTTP port", 1, 65535, NULL, O(port) },
+	{ "BIND", "bind", 0, CONFIG_STRING, NULL, "address to listen on (default: all)", 0, 0, NULL, O(bind) },
+	{ "MONO_DATABASE_URL", "database-url", 0, CONFIG_STRING, NULL, "postgresMono conninfo or URI (required)", 0, 0, NULL, O(database_url) },
+	{ "SMTP_HOST", "smtp-host", 0, CONFIG_STRING, "localhost", "SMTP server", 0, 0, NULL, O(smtp_host) },
+	{ "SMTP_PORT", "smtp-port", 0, CONFIG_INT, "25", "SMTP port", 1, 65535, NULL, O(smtp_port) },
+	{ "SMTP_STARTTLS", "smtp-starttls", 0, CONFIG_CHOICE, "off", "off|required", 0, 0, "off|required", O(smtp_starttls) },
+	{ "SMTP_USER", "smtp-user", 0, CONFIG_STRING, NULL, "SMTP AUTH user", 0, 0, NULL, O(smtp_user) },
+	{ "SMTP_PASSWORD", "smtp-password", 0, CONFIG_STRING, NULL, "SMTP AUTH password", 0, 0, NULL, O(smtp_password) },
+	{ "SMTP_CA_FILE", "smtp-ca-file", 0, CONFIG_STRING, NULL, "PEM CAs trusted for STARTTLS (default: system)", 0, 0, NULL, O(smtp_ca_file) },
+	{ "SMTP_TLS_VERIFY", "smtp-tls-verify", 0, CONFIG_BOOL, "true", "check the server certificate", 0, 0, NULL, O(smtp_tls_verify) },
+	{ "SMTP_TIMEOUT_S", "smtp-timeout", 0, CONFIG_INT, "30", "SMTP timeout per step, seconds", 1, 3600, NULL, O(smtp_timeout_s) },
+	{ "MAIL_FROM", "mail-from", 0, CONFIG_STRING, "payroll@example.com", "sender address", 0, 0, NULL, O(mail_from) },
+	{ "MAIL_DOMAIN", "mail-domain", 0, CONFIG_STRING, "example.com", "domain for names and Message-Ids", 0, 0, NULL, O(mail_domain) },
+	{ "NOTIFIER", "notifier", 0, CONFIG_CHOICE, "parallel", "smtp|parallel|remote", 0, 0, "smtp|parallel|remote", O(notifier) },
+	{ "SPY_URL", "spy-url", 0, CONFIG_STRING, "http://localhost:8081", "mailer-spy base URL", 0, 0, NULL, O(spy_url) },
+	{ "SPY_TOKEN", "spy-token", 0, CONFIG_STRING, NULL, "bearer token for mailer-spy", 0, 0, NULL, O(spy_token) },
+	{ "PARALLEL_RUN_PERCENT", "parallel-run-percent", 0, CONFIG_INT, "100", "share of payrolls sent to the spy", 0, 100, NULL, O(percent) },
+	{ "SPY_TIMEOUT_MS", "spy-timeout-ms", 0, CONFIG_INT, "2000", "whole request to the spy, ms", 10, 600000, NULL, O(spy_timeout_ms) },
+	{ "DISPATCH_QUEUE", "dispatch-queue", 0, CONFIG_INT, "10000", "payrolls waiting for the spy, at most", 1, 10000000, NULL, O(dispatch_queue) },
+	{ "DISPATCH_INFLIGHT", "dispatch-inflight", 0, CONFIG_INT, "64", "requests to the spy at once", 1, 4096, NULL, O(dispatch_inflight) },
+	{ "DELIVERY_WORKERS", "delivery-workers", 0, CONFIG_INT, "2", "SMTP delivery threads", 1, 64, NULL, O(workers) },
+	{ "DELIVERY_BATCH", "delivery-batch", 0, CONFIG_INT, "200", "mails per SMTP session", 1, 10000, NULL, O(batch) },
+	{ "DELIVERY_POLL_MS", "delivery-poll-ms", 0, CONFIG_INT, "1000", "outbox poll for due retries, ms", 10, 3600000, NULL, O(poll_ms) },
+	{ "DELIVERY_LEASE_S", "delivery-lease", 0, CONFIG_INT, "300", "how long a claimed row is held, s", 5, 86400, NULL, O(lease_s) },
+	{ "DELIVERY_RETRY_BASE_MS", "retry-base-ms", 0, CONFIG_INT, "1000", "first retry delay, ms", 1, 86400000, NULL, O(retry_base_ms) },
+	{ "DELIVERY_RETRY_MAX_MS", "retry-max-ms", 0, CONFIG_INT, "600000", "longest retry delay, ms", 1, 86400000, NULL, O(retry_max_ms) },
+	{ "DELIVERY_MAX_ATTEMPTS", "max-attempts", 0, CONFIG_INT, "10", "attempts before a mail is failed", 1, 1000, NULL, O(max_attempts) },
+	{ "HTTP_THREADS", "http-threads", 0, CONFIG_INT, "4", "HTTP server threads", 1, 256, NULL, O(http_threads) },
+	{ "COMMIT_BATCH", "commit-batch", 0, CONFIG_INT, "256", "payrolls per group commit, at most", 1, 10000, NULL, O(commit_batch) },
+	{ "LOG_LEVEL", "log-level", 0, CONFIG_CHOICE, "info", "debug|info|warn|error", 0, 0, "debug|info|warn|error", O(log_level) },
+	{ "LOG_FORMAT", "log-format", 0, CONFIG_CHOICE, "text", "text|json", 0, 0, "text|json", O(log_format) },
+	CONFIG_OPTIONS_END
+};
+#undef O
+
+int
+main(int argc, char **argv)
+{
+	struct mono_config cfg;
+	struct payroll_api api;
+	struct http_server_config hc;
+	struct http_server *srv;
+	char err[512] = "";
+	int argind = 0, rc, remote, smtp_only;
+
+	memset(&cfg, 0, sizeof(cfg));
+	config_set_synopsis("mailer-real", "[options]");
+	rc = config_load(options, &cfg, argc, argv, &argind, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc != 0) {
+		fprintf(stderr, "mailer-real: %s\n", err);
+		config_usage(stderr, "mailer-real", "[options]", options);
+		return 2;
+	}
+	if (argind < argc) {
+		fprintf(stderr, "mailer-real: unexpected argument %s\n", argv[argind]);
+		return 2;
+	}
+	if (log_init("mailer-real", cfg.log_level, cfg.log_format) != 0) {
+		fprintf(stderr, "mailer-real: bad LOG_LEVEL or LOG_FORMAT\n");
+		return 2;
+	}
+	if (cfg.database_url == NULL || cfg.database_url[0] == '\0') {
+		fprintf(stderr, "mailer-real: MONO_DATABASE_URL is required\n");
+		return 2;
+	}
+	if (legacy_domain_ok(cfg.mail_domain) != 0) {
+		fprintf(stderr, "mailer-real: MAIL_DOMAIN %s is not a host name\n",
+		    cfg.mail_domain);
+		return 2;
+	}
+	if (!smtp_address_ok(cfg.mail_from)) {
+		fprintf(stderr, "mailer-real: MAIL_FROM %s is not a plain address\n",
+		    cfg.mail_from);
+		return 2;
+	}
+	if ((cfg.smtp_user == NULL) != (cfg.smtp_password == NULL)) {
+		fprintf(stderr, "mailer-real: SMTP_USER and SMTP_PASSWORD go "
+		    "together\n");
+		return 2;
+	}
+	remote = strcmp(cfg.notifier, "remote") == 0;
+	smtp_only = strcmp(cfg.notifier, "smtp") == 0;
+
+	memset(&api, 0, sizeof(api));
+	payroll_api_init(&api);
+	api.outbox.mail_domain = cfg.mail_domain;
+	api.outbox.initial_status = remote ? "delegated" : "pending";
+	api.conninfo = cfg.database_url;
+
+	if (!remote) {
+		struct delivery_config dc = {
+			.conninfo = cfg.database_url,
+			.smtp = {
+				.host = cfg.smtp_host,
+				.port = (unsigned)cfg.smtp_port,
+				.starttls_required = strcmp(cfg.smtp_starttls, "required") == 0,
+				.ca_file = cfg.smtp_ca_file,
+				.tls_verify = cfg.smtp_tls_verify,
+				.user = cfg.smtp_user,
+				.password = cfg.smtp_password,
+				.timeout_s = (unsigned)cfg.smtp_timeout_s,
+			},
+			.mail_from = cfg.mail_from,
+			.mail_domain = cfg.mail_domain,
+			.workers = (unsigned)cfg.workers,
+			.batch = (size_t)cfg.batch,
+			.poll_ms = (unsigned)cfg.poll_ms,
+			.lease_s = (unsigned)cfg.lease_s,
+			.retry_base_ms = (unsigned)cfg.retry_base_ms,
+			.retry_max_ms = (unsigned)cfg.retry_max_ms,
+			.max_attempts = (unsigned)cfg.max_attempts,
+		};
+		api.delivery = delivery_start(&dc, err, sizeof(err));
+		if (api.delivery == NULL)
+			fatalx("delivery: %s", err);
+	}
+	if (!smtp_only) {
+		struct dispatch_config pc = {
+			.spy_url = cfg.spy_url,
+			.spy_token = cfg.spy_token,
+			/* the microservice sends in remote mode: every payroll goes */
+			.percent = remote ? 100 : (unsigned)cfg.percent,
+			.queue_max = (size_t)cfg.dispatch_queue,
+			.max_inflight = (unsigned)cfg.dispatch_inflight,
+			.timeout_ms = (unsigned)cfg.spy_timeout_ms,
+			.mail_domain = cfg.mail_domain,
+		};
+		api.dispatch = dispatch_start(&pc, err, sizeof(err));
+		if (api.dispatch == NULL) {
+			fprintf(stderr, "mailer-real: %s\n", err);
+			return 2;
+		}
+	}
+	api.gc = group_commit_start(cfg.database_url, "postgresMono",
+	    (size_t)cfg.commit_batch, outbox_apply, payroll_committed, &api);
+
+	memset(&hc, 0, sizeof(hc));
+	hc.service = "mailer-real";
+	hc.version = VERSION;
+	hc.bind = cfg.bind;
+	hc.port = (unsigned short)cfg.port;
+	hc.threads = (unsigned)cfg.http_threads;
+	hc.routes = payroll_routes;
+	hc.nroutes = payroll_nroutes;
+	hc.arg = &api;
+	srv = http_server_start(&hc, err, sizeof(err));
+	if (srv == NULL)
+		fatalx("http: %s", err);
+	log_info("listening on port %ld, NOTIFIER=%s, SMTP %s:%ld, spy %s (%ld%%)",
+	    cfg.port, cfg.notifier, cfg.smtp_host, cfg.smtp_port,
+	    smtp_only ? "off" : cfg.spy_url, remote ? 100 : cfg.percent);
+
+	http_server_wait_signal(srv);
+	group_commit_stop(api.gc);
+	http_server_free(srv);
+	dispatch_stop(api.dispatch);
+	delivery_stop(api.delivery);
+	payroll_api_cleanup(&api);
+	log_info("stopped");
+	return 0;
+}
