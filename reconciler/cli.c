@@ -1,0 +1,163 @@
+/*
+ * cli: see cli.h. The settings are one table; the command word and its
+ * positional arguments are checked here so that a bad command line fails
+ * before any database is touched.
+ */
+#include "reconciler/cli.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "reconciler/report.h"
+
+static const char synopsis[] =
+    "[run|report [RUN_ID]|mismatches|ack MISMATCH_ID] [options]\n\n"
+    "  run          compare both stores, record mismatches, consume matches\n"
+    "  report       show a run (the latest without RUN_ID)\n"
+    "  mismatches   list mismatches (--open: unresolved only)\n"
+    "  ack          resolve a mismatch by hand and consume its rows\n\n"
+    "exit: 0 no new mismatch, 1 new mismatches, 2 usage, 3 database, 4 locked";
+
+static const struct config_option options[] = {
+	{ .env = "MONO_DATABASE_URL", .flag = "mono", .type = CONFIG_STRING,
+	  .help = "postgresMono conninfo or URI",
+	  .offset = offsetof(struct cli, mono_url) },
+	{ .env = "MICRO_DATABASE_URL", .flag = "micro", .type = CONFIG_STRING,
+	  .help = "postgresMicro conninfo or URI",
+	  .offset = offsetof(struct cli, micro_url) },
+	{ .env = "RECONCILER_GRACE", .flag = "grace", .type = CONFIG_INT,
+	  .def = "60", .min = 0, .max = 365L * 86400,
+	  .help = "run: leave rows younger than this many seconds",
+	  .offset = offsetof(struct cli, grace) },
+	{ .flag = "dry-run", .short_flag = 'n', .type = CONFIG_BOOL,
+	  .def = "false", .help = "run: report only, change nothing",
+	  .offset = offsetof(struct cli, dry_run) },
+	{ .env = "RECONCILER_SHARD", .flag = "shard", .type = CONFIG_STRING,
+	  .def = "1/1", .help = "run: only shard K of N (own lock per shard)",
+	  .offset = offsetof(struct cli, shard_text) },
+	{ .env = "RECONCILER_RULES", .flag = "rules", .type = CONFIG_STRING,
+	  .help = "run: noise rules file (docs/RECONCILER.md)",
+	  .offset = offsetof(struct cli, rules_file) },
+	{ .flag = "quiet", .short_flag = 'q', .type = CONFIG_BOOL,
+	  .def = "false", .help = "print only when there is something to say",
+	  .offset = offsetof(struct cli, quiet) },
+	{ .flag = "format", .short_flag = 'f', .type = CONFIG_CHOICE,
+	  .def = "text", .choices = "text|json|csv|html",
+	  .help = "report format: text, json, csv, html",
+	  .offset = offsetof(struct cli, format_text) },
+	{ .flag = "open", .type = CONFIG_BOOL, .def = "false",
+	  .help = "mismatches: only unresolved ones",
+	  .offset = offsetof(struct cli, open) },
+	{ .flag = "note", .type = CONFIG_STRING,
+	  .help = "ack: why it was resolved by hand",
+	  .offset = offsetof(struct cli, note) },
+	{ .env = "LOG_LEVEL", .flag = "log-level", .type = CONFIG_CHOICE,
+	  .def = "info", .choices = "debug|info|warn|error",
+	  .help = "log level", .offset = offsetof(struct cli, log_level) },
+	{ .env = "LOG_FORMAT", .flag = "log-format", .type = CONFIG_CHOICE,
+	  .def = "text", .choices = "text|json",
+	  .help = "log format", .offset = offsetof(struct cli, log_format) },
+	CONFIG_OPTIONS_END
+};
+
+static const struct {
+	const char *name;
+	enum cli_command cmd;
+	int min_args, max_args;
+} commands[] = {
+	{ "run", CMD_RUN, 0, 0 },
+	{ "report", CMD_REPORT, 0, 1 },
+	{ "mismatches", CMD_MISMATCHES, 0, 0 },
+	{ "ack", CMD_ACK, 1, 1 },
+};
+
+void
+cli_usage(void)
+{
+	config_usage(stderr, "reconciler", synopsis, options);
+}
+
+static int
+parse_id(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v <= 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
+{
+	const char *word = "run";
+	int argind = 0, rc, nargs, i;
+	size_t k;
+
+	memset(c, 0, sizeof(*c));
+	config_set_synopsis("reconciler", synopsis);
+	rc = config_load(options, c, argc, argv, &argind, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (argind < argc)
+		word = argv[argind++];
+	for (k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (strcmp(word, commands[k].name) == 0)
+			break;
+	if (k == sizeof(commands) / sizeof(commands[0])) {
+		snprintf(err, errlen, "unknown command '%s' (run, report, "
+		    "mismatches, ack)", word);
+		return -1;
+	}
+	c->command = commands[k].cmd;
+	nargs = argc - argind;
+	if (nargs < commands[k].min_args || nargs > commands[k].max_args) {
+		snprintf(err, errlen, "%s: %s", word, commands[k].max_args == 0 ?
+		    "takes no arguments" : commands[k].min_args ?
+		    "needs exactly one id" : "takes at most one RUN_ID");
+		return -1;
+	}
+	for (i = argind; i < argc; i++)
+		if (parse_id(argv[i], &c->id) == -1) {
+			snprintf(err, errlen, "%s: '%s' is not a positive integer id",
+			    word, argv[i]);
+			return -1;
+		}
+	if (shard_parse(c->shard_text, &c->shard, err, errlen) == -1)
+		return -1;
+	c->format = report_format_parse(c->format_text);
+	if (c->mono_url == NULL) {
+		snprintf(err, errlen, "no postgresMono: set MONO_DATABASE_URL or "
+		    "--mono");
+		return -1;
+	}
+	if (c->micro_url == NULL &&
+	    (c->command == CMD_RUN || c->command == CMD_ACK)) {
+		snprintf(err, errlen, "no postgresMicro: set MICRO_DATABASE_URL or "
+		    "--micro");
+		return -1;
+	}
+	if (c->note != NULL && c->command != CMD_ACK) {
+		snprintf(err, errlen, "--note only goes with ack");
+		return -1;
+	}
+	if (c->open && c->command != CMD_MISMATCHES) {
+		snprintf(err, errlen, "--open only goes with mismatches");
+		return -1;
+	}
+	if (c->dry_run && c->command != CMD_RUN) {
+		snprintf(err, errlen, "--dry-run only goes with run");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,680 @@
+/*
+ * mark: see mark.h. Three batches circulate between the merge thread and
+ * the writer: one filling, up to two queued or being written. Memory is
+ * bounded by the batch size, not by the tables.
+ */
+#include "reconciler/mark.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "reconciler/pg.h"
+#include "reconciler/spool.h"
+
+#define NBATCH 3
+#define BATCH_BYTES (8u << 20)	/* copied row data per batch */
+
+typedef unsigned char uuid_t16[16];
+
+struct owned {
+	uuid_t16 cid;
+	char *v[FIELD_COUNT];	/* one allocation, v[0] owns it */
+	size_t len[FIELD_COUNT];
+};
+
+struct pend {
+	uuid_t16 cid;
+	enum mismatch_kind kind;
+	unsigned fields;
+	struct owned mono, micro;	/* v[0] NULL: side absent */
+};
+
+#define VEC(T) struct { T *v; size_t n, cap; }
+
+struct idvec {
+	uuid_t16 *v;
+	size_t n, cap;
+};
+
+struct batch {
+	long seq;
+	struct idvec both;		/* matched: consume on both sides */
+	VEC(int64_t) resolve;		/* open mismatches resolved as late */
+	VEC(struct pend) mms;		/* new mismatches */
+	VEC(struct owned) cand_mono, cand_micro;
+	struct idvec heal_mono, heal_micro;
+	size_t bytes;
+};
+
+struct mark {
+	struct mark_config cfg;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch pool[NBATCH];
+	struct batch *queue[NBATCH];
+	size_t qhead, qlen;
+	struct batch *free_[NBATCH];
+	size_t nfree;
+	struct batch *cur;	/* filled by the merge thread */
+	int closing, failed;
+	long seq;
+	char err[512];
+	/* Writer-side results. */
+	struct run_counts c;
+	uint64_t *hits;
+	struct pg_array a_ids, a_ids2, a_kind, a_fields, a_vals[6], a_i64;
+};
+
+#define PUSH(vec) (((vec).n == (vec).cap ? \
+	((vec).cap = (vec).cap ? (vec).cap * 2 : 256, \
+	 (vec).v = xrealloc((vec).v, (vec).cap * sizeof(*(vec).v))) : 0), \
+	&(vec).v[(vec).n++])
+
+static void
+own(struct owned *o, const struct merge_row *r)
+{
+	size_t total = 0;
+	char *p;
+	int f;
+
+	memcpy(o->cid, r->cid, 16);
+	for (f = 0; f < FIELD_COUNT; f++)
+		total += r->mail.len[f] + 1;
+	p = xmalloc(total);
+	for (f = 0; f < FIELD_COUNT; f++) {
+		o->v[f] = p;
+		o->len[f] = r->mail.len[f];
+		memcpy(p, r->mail.v[f], r->mail.len[f]);
+		p[r->mail.len[f]] = '\0';
+		p += r->mail.len[f] + 1;
+	}
+}
+
+static void
+own_from_owned(struct owned *dst, const struct owned *src)
+{
+	struct merge_row r;
+	int f;
+
+	memcpy(r.cid, src->cid, 16);
+	for (f = 0; f < FIELD_COUNT; f++) {
+		r.mail.v[f] = src->v[f];
+		r.mail.len[f] = src->len[f];
+	}
+	own(dst, &r);
+}
+
+static void
+owned_mail(const struct owned *o, struct mail *m)
+{
+	int f;
+
+	for (f = 0; f < FIELD_COUNT; f++) {
+		m->v[f] = o->v[f];
+		m->len[f] = o->len[f];
+	}
+}
+
+static void
+batch_reset(struct batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->mms.n; i++) {
+		free(b->mms.v[i].mono.v[0]);
+		free(b->mms.v[i].micro.v[0]);
+	}
+	for (i = 0; i < b->cand_mono.n; i++)
+		free(b->cand_mono.v[i].v[0]);
+	for (i = 0; i < b->cand_micro.n; i++)
+		free(b->cand_micro.v[i].v[0]);
+	b->both.n = b->resolve.n = b->mms.n = 0;
+	b->cand_mono.n = b->cand_micro.n = 0;
+	b->heal_mono.n = b->heal_micro.n = 0;
+	b->bytes = 0;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	batch_reset(b);
+	free(b->both.v);
+	free(b->resolve.v);
+	free(b->mms.v);
+	free(b->cand_mono.v);
+	free(b->cand_micro.v);
+	free(b->heal_mono.v);
+	free(b->heal_micro.v);
+}
+
+static int64_t *
+kind_count(struct run_counts *c, enum mismatch_kind k)
+{
+	switch (k) {
+	case KIND_CONTENT:
+		return &c->content;
+	case KIND_MISSING_IN_MICRO:
+		return &c->missing_in_micro;
+	default:
+		return &c->missing_in_mono;
+	}
+}
+
+static void
+crash_point(struct mark *m, long seq, char stage)
+{
+	if (m->cfg.crash_batch == seq && m->cfg.crash_stage == stage) {
+		/* Testing only: die like a SIGKILL would, flushing nothing. */
+		_exit(99);
+	}
+}
+
+static int
+fail(struct mark *m, const char *msg)
+{
+	strlcpy_(m->err, msg, sizeof(m->err));
+	return -1;
+}
+
+/*
+ * Looks the candidates of one side up in the other database and sorts
+ * them into missing, healed, content mismatches and deferred.
+ */
+static int
+lookup(struct mark *m, struct batch *b, int cands_are_mono)
+{
+	static const char *sql_fmt = "select correlation_id, destination, "
+	    "subject, body, consumed_at is not null from %s "
+	    "where correlation_id = any($1::uuid[]) order by correlation_id";
+	struct owned *cands = cands_are_mono ? b->cand_mono.v : b->cand_micro.v;
+	size_t ncand = cands_are_mono ? b->cand_mono.n : b->cand_micro.n;
+	PGconn *conn = cands_are_mono ? m->cfg.micro : m->cfg.mono;
+	const char *what = cands_are_mono ? "postgresMicro lookup" :
+	    "postgresMono lookup";
+	char *sql = NULL, err[512];
+	const char *vals[1];
+	int lens[1], fmts[1] = { 1 }, nres, r = 0, f;
+	PGresult *res;
+	size_t i;
+
+	if (ncand == 0)
+		return 0;
+	pg_array_reset(&m->a_ids);
+	for (i = 0; i < ncand; i++)
+		pg_array_add(&m->a_ids, cands[i].cid, 16);
+	vals[0] = pg_array_value(&m->a_ids, &lens[0]);
+	sql = xasprintf(sql_fmt, cands_are_mono ? "spied_mail" : "sent_mail");
+	res = PQexecParams(conn, sql, 1, NULL, vals, lens, fmts, 1);
+	free(sql);
+	if (pg_ok(conn, res, PGRES_TUPLES_OK, what, err, sizeof(err)) == -1)
+		return fail(m, err);
+	nres = PQntuples(res);
+	for (i = 0; i < ncand; i++) {
+		struct owned *c = &cands[i];
+		struct mail a, pm;
+		struct pend *p;
+		unsigned mask;
+		int absorbed;
+
+		while (r < nres && memcmp(PQgetvalue(res, r, 0), c->cid, 16) < 0)
+			r++;
+		if (r >= nres || PQgetlength(res, r, 0) != 16 ||
+		    memcmp(PQgetvalue(res, r, 0), c->cid, 16) != 0) {
+			p = PUSH(b->mms);
+			memset(p, 0, sizeof(*p));
+			memcpy(p->cid, c->cid, 16);
+			p->kind = cands_are_mono ? KIND_MISSING_IN_MICRO :
+			    KIND_MISSING_IN_MONO;
+			own_from_owned(cands_are_mono ? &p->mono : &p->micro, c);
+			continue;
+		}
+		if (PQgetvalue(res, r, 4)[0] == 0) {
+			/* Unconsumed partner the streams did not show: it is
+			 * younger than the cutoff or arrived meanwhile. */
+			m->c.deferred++;
+			continue;
+		}
+		owned_mail(c, &a);
+		for (f = 0; f < FIELD_COUNT; f++) {
+			pm.v[f] = PQgetvalue(res, r, 1 + f);
+			pm.len[f] = (size_t)PQgetlength(res, r, 1 + f);
+		}
+		mask = cands_are_mono ?
+		    rules_compare(m->cfg.rules, &a, &pm, m->hits, &absorbed) :
+		    rules_compare(m->cfg.rules, &pm, &a, m->hits, &absorbed);
+		if (mask == 0) {
+			if (cands_are_mono)
+				memcpy(*PUSH(b->heal_mono), c->cid, 16);
+			else
+				memcpy(*PUSH(b->heal_micro), c->cid, 16);
+			m->c.healed++;
+			continue;
+		}
+		p = PUSH(b->mms);
+		memset(p, 0, sizeof(*p));
+		memcpy(p->cid, c->cid, 16);
+		p->kind = KIND_CONTENT;
+		p->fields = mask;
+		{
+			struct merge_row pr;
+			memcpy(pr.cid, c->cid, 16);
+			pr.mail = pm;
+			own(cands_are_mono ? &p->micro : &p->mono, &pr);
+		}
+		own_from_owned(cands_are_mono ? &p->mono : &p->micro, c);
+	}
+	PQclear(res);
+	return 0;
+}
+
+static void
+uuid_text(const unsigned char *u, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int i, o = 0;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[u[i] >> 4];
+		out[o++] = hex[u[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static int
+spool_batch(struct mark *m, struct batch *b)
+{
+	struct mismatch mm;
+	char cid[37], fields[64], now[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	size_t i;
+	int f, rc = 0;
+
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%d %H:%M:%S+00", &tm);
+	for (i = 0; i < b->mms.n && rc == 0; i++) {
+		struct pend *p = &b->mms.v[i];
+		memset(&mm, 0, sizeof(mm));
+		uuid_text(p->cid, cid);
+		mm.cid = cid;
+		mm.kind = (char *)mismatch_kind_names[p->kind];
+		mm.fields = (char *)rules_fields_text(p->fields, fields,
+		    sizeof(fields));
+		mm.found_at = now;
+		for (f = 0; f < FIELD_COUNT; f++) {
+			mm.mono[f] = p->mono.v[0] ? p->mono.v[f] : NULL;
+			mm.micro[f] = p->micro.v[0] ? p->micro.v[f] : NULL;
+		}
+		rc = spool_write(m->cfg.spool, &mm);
+		(*kind_count(&m->c, p->kind))++;
+		m->c.new_mismatches++;
+	}
+	m->c.late += (int64_t)b->resolve.n;
+	return rc == 0 ? 0 : fail(m, "dry run: writing the spool file failed");
+}
+
+static int
+exec_params(struct mark *m, PGconn *conn, const char *sql, int n,
+    const char *const *vals, const int *lens, const int *fmts,
+    ExecStatusType want, const char *what, PGresult **out)
+{
+	char err[512];
+	PGresult *res = PQexecParams(conn, sql, n, NULL, vals, lens, fmts, 0);
+
+	if (pg_ok(conn, res, want, what, err, sizeof(err)) == -1)
+		return fail(m, err);
+	if (out != NULL)
+		*out = res;
+	else
+		PQclear(res);
+	return 0;
+}
+
+static int
+consume(struct mark *m, PGconn *conn, const char *table,
+    const struct batch *b, int mono, const char *what)
+{
+	char run[24], *sql;
+	const char *vals[2];
+	int lens[2] = { 0, 0 }, fmts[2] = { 0, 1 }, rc;
+	const struct idvec *heal = mono ? &b->heal_mono : &b->heal_micro;
+	size_t i;
+
+	if (b->both.n == 0 && heal->n == 0)
+		return 0;
+	pg_array_reset(&m->a_ids);
+	for (i = 0; i < b->both.n; i++)
+		pg_array_add(&m->a_ids, b->both.v[i], 16);
+	for (i = 0; i < heal->n; i++)
+		pg_array_add(&m->a_ids, heal->v[i], 16);
+	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
+	vals[0] = run;
+	vals[1] = pg_array_value(&m->a_ids, &lens[1]);
+	sql = xasprintf("update %s set consumed_at = now(), consumed_by = $1 "
+	    "from unnest($2::uuid[]) as u(cid) where %s.correlation_id = u.cid "
+	    "and %s.consumed_at is null", table, table, table);
+	rc = exec_params(m, conn, sql, 2, vals, lens, fmts, PGRES_COMMAND_OK,
+	    what, NULL);
+	free(sql);
+	return rc;
+}
+
+static int
+record_mismatches(struct mark *m, const struct batch *b)
+{
+	static const char *sql = "insert into reconciliation_mismatch "
+	    "(run_id, correlation_id, kind, fields, mono_destination, "
+	    "mono_subject, mono_body, micro_destination, micro_subject, "
+	    "micro_body) select $1::int8, c, k, string_to_array(f, ','), "
+	    "md, ms, mb, xd, xs, xb from unnest($2::uuid[], $3::text[], "
+	    "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
+	    "$9::text[], $10::text[]) as t(c, k, f, md, ms, mb, xd, xs, xb) "
+	    "on conflict (correlation_id) where resolved_at is null do nothing "
+	    "returning kind";
+	const char *vals[10];
+	int lens[10], fmts[10], i, f;
+	char run[24], fields[64];
+	PGresult *res = NULL;
+	size_t k;
+
+	if (b->mms.n == 0)
+		return 0;
+	pg_array_reset(&m->a_ids);
+	pg_array_reset(&m->a_kind);
+	pg_array_reset(&m->a_fields);
+	for (i = 0; i < 6; i++)
+		pg_array_reset(&m->a_vals[i]);
+	for (k = 0; k < b->mms.n; k++) {
+		const struct pend *p = &b->mms.v[k];
+		const char *kn = mismatch_kind_names[p->kind];
+		pg_array_add(&m->a_ids, p->cid, 16);
+		pg_array_add(&m->a_kind, kn, (int)strlen(kn));
+		rules_fields_text(p->fields, fields, sizeof(fields));
+		pg_array_add(&m->a_fields, fields, (int)strlen(fields));
+		for (f = 0; f < FIELD_COUNT; f++) {
+			pg_array_add(&m->a_vals[f], p->mono.v[0] ? p->mono.v[f] :
+			    NULL, p->mono.v[0] ? (int)p->mono.len[f] : -1);
+			pg_array_add(&m->a_vals[3 + f], p->micro.v[0] ?
+			    p->micro.v[f] : NULL, p->micro.v[0] ?
+			    (int)p->micro.len[f] : -1);
+		}
+	}
+	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
+	vals[0] = run;
+	lens[0] = 0;
+	fmts[0] = 0;
+	vals[1] = pg_array_value(&m->a_ids, &lens[1]);
+	vals[2] = pg_array_value(&m->a_kind, &lens[2]);
+	vals[3] = pg_array_value(&m->a_fields, &lens[3]);
+	for (i = 0; i < 6; i++)
+		vals[4 + i] = pg_array_value(&m->a_vals[i], &lens[4 + i]);
+	for (i = 1; i < 10; i++)
+		fmts[i] = 1;
+	if (exec_params(m, m->cfg.mono, sql, 10, vals, lens, fmts,
+	    PGRES_TUPLES_OK, "recording mismatches in postgresMono", &res) == -1)
+		return -1;
+	for (i = 0; i < PQntuples(res); i++) {
+		const char *kn = PQgetvalue(res, i, 0);
+		enum mismatch_kind kind = mismatch_kind_parse(kn, strlen(kn));
+		if (kind < KIND_COUNT)
+			(*kind_count(&m->c, kind))++;
+		m->c.new_mismatches++;
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int
+resolve_late(struct mark *m, const struct batch *b)
+{
+	static const char *sql = "update reconciliation_mismatch set "
+	    "resolved_at = now(), resolved_by = $1, resolution = 'late' "
+	    "where id = any($2::int8[]) and resolved_at is null";
+	const char *vals[2];
+	int lens[2] = { 0, 0 }, fmts[2] = { 0, 1 };
+	char run[24];
+	PGresult *res = NULL;
+	size_t i;
+
+	if (b->resolve.n == 0)
+		return 0;
+	pg_array_reset(&m->a_i64);
+	for (i = 0; i < b->resolve.n; i++) {
+		unsigned char be[8];
+		uint64_t v = (uint64_t)b->resolve.v[i];
+		int k;
+		for (k = 7; k >= 0; k--, v >>= 8)
+			be[k] = (unsigned char)v;
+		pg_array_add(&m->a_i64, be, 8);
+	}
+	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
+	vals[0] = run;
+	vals[1] = pg_array_value(&m->a_i64, &lens[1]);
+	if (exec_params(m, m->cfg.mono, sql, 2, vals, lens, fmts,
+	    PGRES_COMMAND_OK, "resolving late mismatches in postgresMono",
+	    &res) == -1)
+		return -1;
+	m->c.late += strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+static int
+write_batch(struct mark *m, struct batch *b)
+{
+	char err[512];
+
+	if (lookup(m, b, 1) == -1 || lookup(m, b, 0) == -1)
+		return -1;
+	if (m->cfg.dry_run)
+		return spool_batch(m, b);
+	crash_point(m, b->seq, 'a');
+	if (pg_command(m->cfg.mono, "begin", "postgresMono", err,
+	    sizeof(err)) == -1)
+		return fail(m, err);
+	/* Resolve before recording: a late pair that now differs closes
+	 * its "missing" mismatch and opens a content one. */
+	if (resolve_late(m, b) == -1 || record_mismatches(m, b) == -1 ||
+	    consume(m, m->cfg.mono, "sent_mail", b, 1,
+	    "consuming rows in postgresMono") == -1)
+		return -1;
+	if (pg_command(m->cfg.mono, "commit", "postgresMono commit", err,
+	    sizeof(err)) == -1)
+		return fail(m, err);
+	crash_point(m, b->seq, 'b');
+	if (consume(m, m->cfg.micro, "spied_mail", b, 0,
+	    "consuming rows in postgresMicro") == -1)
+		return -1;
+	crash_point(m, b->seq, 'c');
+	return 0;
+}
+
+static void *
+writer(void *arg)
+{
+	struct mark *m = arg;
+	struct batch *b;
+	int failed;
+
+	for (;;) {
+		pthread_mutex_lock(&m->mu);
+		while (m->qlen == 0 && !m->closing)
+			pthread_cond_wait(&m->cv, &m->mu);
+		if (m->qlen == 0) {
+			pthread_mutex_unlock(&m->mu);
+			break;
+		}
+		b = m->queue[m->qhead];
+		m->qhead = (m->qhead + 1) % NBATCH;
+		m->qlen--;
+		failed = m->failed;
+		pthread_mutex_unlock(&m->mu);
+
+		if (!failed && write_batch(m, b) == -1) {
+			pthread_mutex_lock(&m->mu);
+			m->failed = 1;
+			pthread_mutex_unlock(&m->mu);
+		}
+		batch_reset(b);
+		pthread_mutex_lock(&m->mu);
+		m->free_[m->nfree++] = b;
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return NULL;
+}
+
+struct mark *
+mark_start(const struct mark_config *cfg)
+{
+	struct mark *m = xcalloc(1, sizeof(*m));
+	int i;
+
+	m->cfg = *cfg;
+	if (m->cfg.batch_rows == 0)
+		m->cfg.batch_rows = 25000;
+	m->hits = xcalloc(rules_count(cfg->rules) + 1, sizeof(*m->hits));
+	pg_array_init(&m->a_ids, PG_OID_UUID);
+	pg_array_init(&m->a_ids2, PG_OID_UUID);
+	pg_array_init(&m->a_kind, PG_OID_TEXT);
+	pg_array_init(&m->a_fields, PG_OID_TEXT);
+	pg_array_init(&m->a_i64, PG_OID_INT8);
+	for (i = 0; i < 6; i++)
+		pg_array_init(&m->a_vals[i], PG_OID_TEXT);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	for (i = 1; i < NBATCH; i++)
+		m->free_[m->nfree++] = &m->pool[i];
+	m->cur = &m->pool[0];
+	m->cur->seq = ++m->seq;
+	if (pthread_create(&m->thread, NULL, writer, m) != 0)
+		fatal("pthread_create");
+	return m;
+}
+
+/* Hands the current batch to the writer and takes an empty one. */
+static int
+submit(struct mark *m)
+{
+	int failed;
+
+	pthread_mutex_lock(&m->mu);
+	m->queue[(m->qhead + m->qlen) % NBATCH] = m->cur;
+	m->qlen++;
+	pthread_cond_broadcast(&m->cv);
+	while (m->nfree == 0)
+		pthread_cond_wait(&m->cv, &m->mu);
+	m->cur = m->free_[--m->nfree];
+	m->cur->seq = ++m->seq;
+	failed = m->failed;
+	pthread_mutex_unlock(&m->mu);
+	return failed ? -1 : 0;
+}
+
+static int
+maybe_submit(struct mark *m)
+{
+	struct batch *b = m->cur;
+
+	if (b->both.n >= m->cfg.batch_rows || b->bytes >= BATCH_BYTES ||
+	    b->cand_mono.n + b->cand_micro.n + b->mms.n >= m->cfg.batch_rows)
+		return submit(m);
+	return 0;
+}
+
+int
+mark_match(struct mark *m, const unsigned char cid[16], int64_t resolve_id)
+{
+	memcpy(*PUSH(m->cur->both), cid, 16);
+	if (resolve_id != 0)
+		*PUSH(m->cur->resolve) = resolve_id;
+	return maybe_submit(m);
+}
+
+static size_t
+row_bytes(const struct merge_row *r)
+{
+	return r ? r->mail.len[0] + r->mail.len[1] + r->mail.len[2] + 64 : 0;
+}
+
+int
+mark_mismatch(struct mark *m, enum mismatch_kind kind, unsigned fields,
+    const struct merge_row *mono, const struct merge_row *micro,
+    int64_t resolve_id)
+{
+	struct pend *p = PUSH(m->cur->mms);
+
+	memset(p, 0, sizeof(*p));
+	memcpy(p->cid, mono ? mono->cid : micro->cid, 16);
+	p->kind = kind;
+	p->fields = fields;
+	if (mono != NULL)
+		own(&p->mono, mono);
+	if (micro != NULL)
+		own(&p->micro, micro);
+	m->cur->bytes += row_bytes(mono) + row_bytes(micro);
+	if (resolve_id != 0)
+		*PUSH(m->cur->resolve) = resolve_id;
+	return maybe_submit(m);
+}
+
+int
+mark_candidate(struct mark *m, int is_mono, const struct merge_row *row)
+{
+	if (is_mono)
+		own(PUSH(m->cur->cand_mono), row);
+	else
+		own(PUSH(m->cur->cand_micro), row);
+	m->cur->bytes += row_bytes(row);
+	return maybe_submit(m);
+}
+
+int
+mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
+    char *err, size_t errlen)
+{
+	size_t i, n = rules_count(m->cfg.rules);
+	int failed, k;
+
+	if (flush)
+		submit(m);
+	pthread_mutex_lock(&m->mu);
+	m->closing = 1;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	pthread_join(m->thread, NULL);
+	failed = m->failed;
+	if (failed)
+		snprintf(err, errlen, "%s", m->err);
+	c->healed += m->c.healed;
+	c->deferred += m->c.deferred;
+	c->late += m->c.late;
+	for (k = 0; k < KIND_COUNT; k++)
+		*kind_count(c, (enum mismatch_kind)k) +=
+		    *kind_count(&m->c, (enum mismatch_kind)k);
+	c->new_mismatches += m->c.new_mismatches;
+	for (i = 0; i < n && hits != NULL; i++)
+		hits[i] += m->hits[i];
+	for (k = 0; k < NBATCH; k++)
+		batch_free(&m->pool[k]);
+	pg_array_free(&m->a_ids);
+	pg_array_free(&m->a_ids2);
+	pg_array_free(&m->a_kind);
+	pg_array_free(&m->a_fields);
+	pg_array_free(&m->a_i64);
+	for (k = 0; k < 6; k++)
+		pg_array_free(&m->a_vals[k]);
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
+	free(m->hits);
+	free(m);
+	return failed ? -1 : 0;
+}

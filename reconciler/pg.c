@@ -1,0 +1,175 @@
+/*
+ * pg: see pg.h.
+ */
+#include "reconciler/pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+#define ARRAY_HEADER 20	/* ndim, flags, oid, dim, lower bound */
+
+static void
+chomp(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+}
+
+PGconn *
+pg_connect(const char *conninfo, const char *name, char *err, size_t errlen)
+{
+	/* Later entries win, so the user's conninfo (last) overrides ours. */
+	const char *keys[] = { "application_name", "connect_timeout",
+		"keepalives_idle", "keepalives_interval", "keepalives_count",
+		"dbname", NULL };
+	const char *vals[] = { "reconciler", "10", "30", "10", "3", conninfo,
+		NULL };
+	PGconn *conn;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "%s unreachable: %s", name,
+		    conn ? PQerrorMessage(conn) : "out of memory");
+		chomp(err);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+int
+pg_ok(PGconn *conn, PGresult *res, ExecStatusType want, const char *what,
+    char *err, size_t errlen)
+{
+	if (res != NULL && PQresultStatus(res) == want)
+		return 0;
+	snprintf(err, errlen, "%s: %s", what,
+	    res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) :
+	    PQerrorMessage(conn));
+	chomp(err);
+	PQclear(res);
+	return -1;
+}
+
+int
+pg_command(PGconn *conn, const char *sql, const char *what, char *err,
+    size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+
+	if (pg_ok(conn, res, PGRES_COMMAND_OK, what, err, errlen) == -1)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
+pg_try_lock(PGconn *conn, int32_t k1, int32_t k2, char *err, size_t errlen)
+{
+	char a[16], b[16];
+	const char *params[2] = { a, b };
+	PGresult *res;
+	int got;
+
+	snprintf(a, sizeof(a), "%d", (int)k1);
+	snprintf(b, sizeof(b), "%d", (int)k2);
+	res = PQexecParams(conn, "select pg_try_advisory_lock($1::int4, $2::int4)",
+	    2, NULL, params, NULL, NULL, 0);
+	if (pg_ok(conn, res, PGRES_TUPLES_OK, "advisory lock", err, errlen) == -1)
+		return -1;
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return got;
+}
+
+static void
+put32(char *p, uint32_t v)
+{
+	p[0] = (char)(v >> 24);
+	p[1] = (char)(v >> 16);
+	p[2] = (char)(v >> 8);
+	p[3] = (char)v;
+}
+
+uint64_t
+pg_get_u64(const char *p)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | u[i];
+	return v;
+}
+
+void
+pg_array_init(struct pg_array *a, uint32_t elem_oid)
+{
+	memset(a, 0, sizeof(*a));
+	a->oid = elem_oid;
+	a->cap = 4096;
+	a->buf = xmalloc(a->cap);
+	a->len = ARRAY_HEADER;
+}
+
+void
+pg_array_reset(struct pg_array *a)
+{
+	a->len = ARRAY_HEADER;
+	a->n = 0;
+	a->has_null = 0;
+}
+
+void
+pg_array_add(struct pg_array *a, const void *p, int len)
+{
+	size_t need = a->len + 4 + (len > 0 ? (size_t)len : 0);
+
+	if (need > a->cap) {
+		while (a->cap < need)
+			a->cap *= 2;
+		a->buf = xrealloc(a->buf, a->cap);
+	}
+	put32(a->buf + a->len, (uint32_t)len);
+	a->len += 4;
+	if (len > 0) {
+		memcpy(a->buf + a->len, p, (size_t)len);
+		a->len += (size_t)len;
+	}
+	if (len < 0)
+		a->has_null = 1;
+	a->n++;
+}
+
+const char *
+pg_array_value(struct pg_array *a, int *len)
+{
+	if (a->n == 0) {
+		/* An empty array has no dimensions: a 12-byte header. */
+		put32(a->buf + 8, 0);
+		put32(a->buf + 12, 0);
+		put32(a->buf + 16, a->oid);
+		*len = 12;
+		return a->buf + 8;
+	}
+	put32(a->buf, 1);
+	put32(a->buf + 4, (uint32_t)a->has_null);
+	put32(a->buf + 8, a->oid);
+	put32(a->buf + 12, (uint32_t)a->n);
+	put32(a->buf + 16, 1);
+	*len = (int)a->len;
+	return a->buf;
+}
+
+void
+pg_array_free(struct pg_array *a)
+{
+	free(a->buf);
+	memset(a, 0, sizeof(*a));
+}

@@ -1,0 +1,56 @@
+/*
+ * pg: the few libpq helpers the reconciler needs: connecting with a clear
+ * message and sane timeouts, advisory locks, binary array parameters (so a
+ * batch of 25,000 UUIDs is one parameter of 500 KB, parsed without text
+ * escaping), and checking a result.
+ */
+#ifndef RECONCILER_PG_H
+#define RECONCILER_PG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#define PG_OID_INT8 20
+#define PG_OID_TEXT 25
+#define PG_OID_UUID 2950
+
+/* A live connection, or NULL with err naming the store (name). */
+PGconn *pg_connect(const char *conninfo, const char *name, char *err,
+    size_t errlen);
+
+/* 1 when the session lock (k1, k2) was taken, 0 when another session holds
+ * it, -1 on error. */
+int pg_try_lock(PGconn *conn, int32_t k1, int32_t k2, char *err,
+    size_t errlen);
+
+/* Checks a result against the expected status; on mismatch fills err with
+ * "what: message", clears res and returns -1. */
+int pg_ok(PGconn *conn, PGresult *res, ExecStatusType want, const char *what,
+    char *err, size_t errlen);
+
+/* Runs a command without parameters; 0 or -1 (err). */
+int pg_command(PGconn *conn, const char *sql, const char *what, char *err,
+    size_t errlen);
+
+/* A one-dimensional array in PostgreSQL's binary array format. */
+struct pg_array {
+	char *buf;
+	size_t len, cap;
+	int n;
+	uint32_t oid;
+	int has_null;
+};
+
+void pg_array_init(struct pg_array *a, uint32_t elem_oid);
+void pg_array_reset(struct pg_array *a);
+/* Appends an element of len bytes; len -1 appends NULL. */
+void pg_array_add(struct pg_array *a, const void *p, int len);
+/* The finished parameter value and its length (valid until the next add). */
+const char *pg_array_value(struct pg_array *a, int *len);
+void pg_array_free(struct pg_array *a);
+
+uint64_t pg_get_u64(const char *p);
+
+#endif

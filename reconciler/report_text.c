@@ -1,0 +1,91 @@
+/*
+ * report_text: for people and cron mail. The summary comes first, then
+ * one block per mismatch with each differing field of both sides quoted
+ * on one line (control characters escaped).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconciler/escape.h"
+#include "reconciler/report.h"
+
+static const char *const field_names[3] = { "destination", "subject", "body" };
+
+static void
+summary(FILE *fp, const struct run_summary *s)
+{
+	size_t i;
+
+	if (s->dry_run)
+		fprintf(fp, "reconciliation dry run (nothing written)");
+	else
+		fprintf(fp, "reconciliation run %lld (%s)", (long long)s->id,
+		    s->status ? s->status : "?");
+	fprintf(fp, ", shard %d/%d, grace %lds\n", s->shard_k, s->shard_n,
+	    s->grace);
+	if (s->started_at)
+		fprintf(fp, "started %s, finished %s, cutoff %s\n", s->started_at,
+		    s->finished_at ? s->finished_at : "-",
+		    s->cutoff ? s->cutoff : "-");
+	for (i = 0; i < report_ncount_fields; i++)
+		fprintf(fp, "%s%s %lld", i ? ", " : "",
+		    report_count_fields[i].name,
+		    (long long)*report_count((struct run_counts *)&s->c, i));
+	fputc('\n', fp);
+	if (s->nrules > 0) {
+		fprintf(fp, "rules (differences absorbed):");
+		for (i = 0; i < s->nrules; i++)
+			fprintf(fp, " %s %lld", s->rules[i].name,
+			    (long long)s->rules[i].count);
+		fputc('\n', fp);
+	}
+	if (s->error)
+		fprintf(fp, "error: %s\n", s->error);
+}
+
+static int
+differs(const struct mismatch *m, int f)
+{
+	const char *p = m->fields ? strstr(m->fields, field_names[f]) : NULL;
+
+	return p != NULL;
+}
+
+int
+report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
+{
+	struct mismatch m;
+	int rc, f, n = 0;
+	char *a, *b;
+
+	if (s != NULL)
+		summary(fp, s);
+	while ((rc = it->next(it->ctx, &m)) == 1) {
+		if (n++ == 0 && s != NULL)
+			fputc('\n', fp);
+		fprintf(fp, "mismatch %lld %s %s", (long long)m.id, m.cid, m.kind);
+		if (m.fields && m.fields[0])
+			fprintf(fp, " [%s]", m.fields);
+		if (m.resolved_at)
+			fprintf(fp, " resolved %s (%s)", m.resolved_at,
+			    m.resolution ? m.resolution : "?");
+		fputc('\n', fp);
+		for (f = 0; f < 3; f++) {
+			if (m.mono[f] && m.micro[f] && !differs(&m, f))
+				continue;
+			if (m.mono[f] == NULL && m.micro[f] == NULL)
+				continue;
+			a = m.mono[f] ? escape_text(m.mono[f]) : NULL;
+			b = m.micro[f] ? escape_text(m.micro[f]) : NULL;
+			fprintf(fp, "  mono  %-11s %s\n", field_names[f],
+			    a ? a : "(absent)");
+			fprintf(fp, "  micro %-11s %s\n", field_names[f],
+			    b ? b : "(absent)");
+			free(a);
+			free(b);
+		}
+		if (m.note)
+			fprintf(fp, "  note: %s\n", m.note);
+	}
+	return rc < 0 ? -1 : 0;
+}

@@ -1,0 +1,493 @@
+/*
+ * run: see run.h. A run uses five connections: two "control" ones that
+ * hold the advisory locks and are the writer's (mark.c), and three that
+ * stream with COPY (unconsumed mono rows, unconsumed micro rows, open
+ * mismatches), all in correlation-id order, into merge_run.
+ *
+ * Any database failure ends the run with EXIT_DB before the streams'
+ * tails are classified: a stream that broke is never mistaken for a stream
+ * that ended, so a failure never produces a false "missing".
+ */
+#include "reconciler/run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "reconciler/copy_stream.h"
+#include "reconciler/mark.h"
+#include "reconciler/merge.h"
+#include "reconciler/pg.h"
+#include "reconciler/report.h"
+#include "reconciler/runstore.h"
+#include "reconciler/spool.h"
+
+struct run {
+	const struct cli *cli;
+	const struct rules *rules;
+	PGconn *mono_w, *micro_w, *mono_r, *micro_r, *open_r;
+	struct copy_stream *s_mono, *s_micro, *s_open;
+	struct mark *mark;
+	FILE *spool;
+	int64_t run_id;
+	char cutoff[64];
+	struct run_counts c;
+	uint64_t *hits;
+	char err[1024];
+};
+
+static int
+rows_next(struct copy_stream *cs, struct merge_row *row)
+{
+	const char *f[4];
+	int len[4], rc, i;
+
+	if ((rc = copy_stream_next(cs, f, len)) != 1)
+		return rc;
+	if (len[0] != 16)
+		return -1;
+	memcpy(row->cid, f[0], 16);
+	for (i = 0; i < FIELD_COUNT; i++) {
+		row->mail.v[i] = f[1 + i] ? f[1 + i] : "";
+		row->mail.len[i] = len[1 + i] > 0 ? (size_t)len[1 + i] : 0;
+	}
+	return 1;
+}
+
+static int
+mono_next(void *ctx, struct merge_row *row)
+{
+	return rows_next(((struct run *)ctx)->s_mono, row);
+}
+
+static int
+micro_next(void *ctx, struct merge_row *row)
+{
+	return rows_next(((struct run *)ctx)->s_micro, row);
+}
+
+static int
+open_next(void *ctx, struct merge_open *o)
+{
+	struct run *r = ctx;
+	const char *f[3];
+	int len[3], rc;
+
+	if ((rc = copy_stream_next(r->s_open, f, len)) != 1)
+		return rc;
+	if (len[0] != 16 || len[1] != 8 || len[2] < 0)
+		return -1;
+	memcpy(o->cid, f[0], 16);
+	o->id = (int64_t)pg_get_u64(f[1]);
+	o->kind = mismatch_kind_parse(f[2], (size_t)len[2]);
+	return 1;
+}
+
+static int
+sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
+    const struct merge_open *open, const struct verdict *v)
+{
+	struct run *r = ctx;
+	int rc = 0;
+
+	(void)open;
+	switch (v->kind) {
+	case VERDICT_MATCH:
+		if (v->ignored)
+			r->c.ignored++;
+		else
+			r->c.matched++;
+		rc = mark_match(r->mark, mono->cid, v->resolve_id);
+		break;
+	case VERDICT_CONTENT:
+		rc = mark_mismatch(r->mark, KIND_CONTENT, v->fields, mono, micro,
+		    v->resolve_id);
+		break;
+	case VERDICT_ONLY_MONO:
+		rc = mark_candidate(r->mark, 1, mono);
+		break;
+	case VERDICT_ONLY_MICRO:
+		rc = mark_candidate(r->mark, 0, micro);
+		break;
+	case VERDICT_SKIP_OPEN:
+		r->c.skipped_open++;
+		break;
+	case VERDICT_NOTHING:
+		break;
+	}
+	return rc == 0 ? 0 : 1;
+}
+
+static int
+connect_all(struct run *r)
+{
+	const struct cli *c = r->cli;
+
+	if ((r->mono_w = pg_connect(c->mono_url, "postgresMono", r->err,
+	    sizeof(r->err))) == NULL ||
+	    (r->micro_w = pg_connect(c->micro_url, "postgresMicro", r->err,
+	    sizeof(r->err))) == NULL)
+		return -1;
+	return 0;
+}
+
+/* 0 locked, EXIT_LOCKED or EXIT_DB. */
+static int
+lock_both(struct run *r)
+{
+	int32_t key = shard_lock_key(&r->cli->shard);
+	PGconn *conns[2] = { r->mono_w, r->micro_w };
+	const char *names[2] = { "postgresMono", "postgresMicro" };
+	int i, got;
+
+	for (i = 0; i < 2; i++) {
+		got = pg_try_lock(conns[i], SHARD_LOCK_CLASS, key, r->err,
+		    sizeof(r->err));
+		if (got == -1)
+			return EXIT_DB;
+		if (got == 0) {
+			snprintf(r->err, sizeof(r->err), "another run holds the "
+			    "lock of shard %d/%d on %s", r->cli->shard.k,
+			    r->cli->shard.n, names[i]);
+			return EXIT_LOCKED;
+		}
+	}
+	return 0;
+}
+
+static int
+open_streams(struct run *r)
+{
+	const struct cli *c = r->cli;
+	char *sh = shard_sql(&c->shard, "correlation_id"), *sql;
+	int rc = -1;
+
+	if ((r->mono_r = pg_connect(c->mono_url, "postgresMono", r->err,
+	    sizeof(r->err))) == NULL ||
+	    (r->micro_r = pg_connect(c->micro_url, "postgresMicro", r->err,
+	    sizeof(r->err))) == NULL ||
+	    (r->open_r = pg_connect(c->mono_url, "postgresMono", r->err,
+	    sizeof(r->err))) == NULL)
+		goto out;
+	sql = xasprintf("copy (select correlation_id, destination, subject, "
+	    "body from sent_mail where consumed_at is null and created_at <= "
+	    "to_timestamp(%s)%s order by correlation_id) to stdout "
+	    "(format binary)", r->cutoff, sh);
+	r->s_mono = copy_stream_open(r->mono_r, "postgresMono", sql, 4, r->err,
+	    sizeof(r->err));
+	free(sql);
+	if (r->s_mono == NULL)
+		goto out;
+	sql = xasprintf("copy (select correlation_id, destination, subject, "
+	    "body from spied_mail where consumed_at is null and created_at <= "
+	    "to_timestamp(%s)%s order by correlation_id) to stdout "
+	    "(format binary)", r->cutoff, sh);
+	r->s_micro = copy_stream_open(r->micro_r, "postgresMicro", sql, 4,
+	    r->err, sizeof(r->err));
+	free(sql);
+	if (r->s_micro == NULL)
+		goto out;
+	sql = xasprintf("copy (select correlation_id, id, kind from "
+	    "reconciliation_mismatch where resolved_at is null%s order by "
+	    "correlation_id) to stdout (format binary)", sh);
+	r->s_open = copy_stream_open(r->open_r, "postgresMono (open "
+	    "mismatches)", sql, 3, r->err, sizeof(r->err));
+	free(sql);
+	if (r->s_open == NULL)
+		goto out;
+	rc = 0;
+out:
+	free(sh);
+	return rc;
+}
+
+static void
+close_all(struct run *r)
+{
+	copy_stream_free(r->s_mono);
+	copy_stream_free(r->s_micro);
+	copy_stream_free(r->s_open);
+	PQfinish(r->mono_r);
+	PQfinish(r->micro_r);
+	PQfinish(r->open_r);
+	PQfinish(r->mono_w);
+	PQfinish(r->micro_w);
+	if (r->spool != NULL)
+		fclose(r->spool);
+	free(r->hits);
+}
+
+/* The first stream error, for the message of a failed merge. */
+static const char *
+stream_error(struct run *r)
+{
+	struct copy_stream *s[3] = { r->s_mono, r->s_micro, r->s_open };
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (s[i] != NULL && copy_stream_error(s[i])[0])
+			return copy_stream_error(s[i]);
+	return NULL;
+}
+
+static void
+crash_config(struct mark_config *mc)
+{
+	const char *s = getenv("RECONCILER_CRASH_AT");
+	char *end;
+
+	if (s != NULL && *s) {
+		mc->crash_batch = strtol(s, &end, 10);
+		mc->crash_stage = *end == ':' ? end[1] : 'b';
+	}
+	if ((s = getenv("RECONCILER_BATCH_ROWS")) != NULL && *s)
+		mc->batch_rows = (size_t)strtoul(s, NULL, 10);
+}
+
+static int
+print_report(struct run *r, int new_mismatches)
+{
+	const struct cli *c = r->cli;
+	struct run_summary s;
+	struct mismatch_iter it = { 0 };
+	char err[512];
+	int rc;
+
+	if (c->quiet && new_mismatches == 0)
+		return 0;
+	memset(&s, 0, sizeof(s));
+	if (c->dry_run) {
+		s.dry_run = 1;
+		s.grace = c->grace;
+		s.shard_k = c->shard.k;
+		s.shard_n = c->shard.n;
+		s.c = r->c;
+		s.nrules = rules_count(r->rules);
+		s.rules = xcalloc(s.nrules + 1, sizeof(*s.rules));
+		for (size_t i = 0; i < s.nrules; i++) {
+			s.rules[i].name = xstrdup(rules_name(r->rules, i));
+			s.rules[i].count = (int64_t)r->hits[i];
+		}
+		s.rules_file = c->rules_file ? xstrdup(c->rules_file) : NULL;
+		spool_iter_init(&it, r->spool);
+		rc = report_write(stdout, c->format, &s, &it, err, sizeof(err));
+		spool_iter_free(&it);
+	} else {
+		if (runstore_load(r->mono_w, r->run_id, &s, err, sizeof(err)) != 1)
+			goto fail;
+		if (runstore_mismatches(r->mono_w, RUNSTORE_RUN, r->run_id, &it,
+		    err, sizeof(err)) == -1)
+			goto fail;
+		rc = report_write(stdout, c->format, &s, &it, err, sizeof(err));
+		if (rc == -1 && runstore_iter_error(&it)[0])
+			snprintf(err, sizeof(err), "%s", runstore_iter_error(&it));
+		runstore_iter_free(&it);
+	}
+	run_summary_clear(&s);
+	if (rc == -1)
+		log_error("report: %s", err);
+	return rc;
+fail:
+	run_summary_clear(&s);
+	log_error("report: %s", err);
+	return -1;
+}
+
+int
+run_reconcile(const struct cli *c, const struct rules *rules)
+{
+	struct run r;
+	struct mark_config mc;
+	struct merge_rows mono = { mono_next, &r }, micro = { micro_next, &r };
+	struct merge_opens open = { open_next, &r };
+	char merr[512], idbuf[32];
+	uint64_t t0 = now_ns();
+	int rc, code = EXIT_DB;
+
+	memset(&r, 0, sizeof(r));
+	r.cli = c;
+	r.rules = rules;
+	r.hits = xcalloc(rules_count(rules) + 1, sizeof(*r.hits));
+	if (connect_all(&r) == -1)
+		goto out;
+	if (!c->dry_run && (code = lock_both(&r)) != 0)
+		goto out;
+	code = EXIT_DB;
+	if (runstore_cutoff(r.mono_w, c->grace, r.cutoff, sizeof(r.cutoff),
+	    r.err, sizeof(r.err)) == -1)
+		goto out;
+	if (!c->dry_run) {
+		if (runstore_begin(r.mono_w, &c->shard, c->grace, r.cutoff,
+		    c->rules_file, &r.run_id, r.err, sizeof(r.err)) == -1)
+			goto out;
+		snprintf(idbuf, sizeof(idbuf), "run-%lld", (long long)r.run_id);
+		log_set_id(idbuf);
+	} else if ((r.spool = tmpfile()) == NULL) {
+		snprintf(r.err, sizeof(r.err), "dry run: no temporary file");
+		code = EXIT_USAGE;
+		goto out;
+	}
+	if (open_streams(&r) == -1)
+		goto fail_run;
+
+	memset(&mc, 0, sizeof(mc));
+	mc.mono = r.mono_w;
+	mc.micro = r.micro_w;
+	mc.run_id = r.run_id;
+	mc.dry_run = c->dry_run;
+	mc.spool = r.spool;
+	mc.rules = rules;
+	crash_config(&mc);
+	r.mark = mark_start(&mc);
+	rc = merge_run(&mono, &micro, &open, rules, r.hits, sink, &r, merr,
+	    sizeof(merr));
+	if (rc != 0) {
+		/* Stop the writer first: its error, if any, is the cause. */
+		if (mark_finish(r.mark, 0, &r.c, r.hits, r.err,
+		    sizeof(r.err)) == 0)
+			snprintf(r.err, sizeof(r.err), "%s", stream_error(&r) ?
+			    stream_error(&r) : merr);
+		r.mark = NULL;
+		goto fail_run;
+	}
+	rc = mark_finish(r.mark, 1, &r.c, r.hits, r.err, sizeof(r.err));
+	r.mark = NULL;
+	if (rc == -1)
+		goto fail_run;
+	r.c.mono_rows = copy_stream_rows(r.s_mono);
+	r.c.micro_rows = copy_stream_rows(r.s_micro);
+	if (!c->dry_run && runstore_finish(r.mono_w, r.run_id, "done", &r.c,
+	    rules, r.hits, NULL, r.err, sizeof(r.err)) == -1)
+		goto out;
+	log_info("%s: %lld mono and %lld micro rows, %lld matched, %lld "
+	    "ignored, %lld healed, %lld late, %lld new mismatches in %.2fs",
+	    c->dry_run ? "dry run" : "run", (long long)r.c.mono_rows,
+	    (long long)r.c.micro_rows, (long long)r.c.matched,
+	    (long long)r.c.ignored, (long long)r.c.healed, (long long)r.c.late,
+	    (long long)r.c.new_mismatches, (double)(now_ns() - t0) / 1e9);
+	code = r.c.new_mismatches > 0 ? EXIT_MISMATCH : EXIT_CLEAN;
+	if (print_report(&r, r.c.new_mismatches > 0) == -1)
+		code = EXIT_DB;
+	goto done;
+
+fail_run:
+	if (!c->dry_run && r.run_id > 0 && PQstatus(r.mono_w) == CONNECTION_OK) {
+		char e2[256];
+		PGresult *res = PQexec(r.mono_w, "rollback");
+		PQclear(res);
+		runstore_finish(r.mono_w, r.run_id, "failed", &r.c, rules, r.hits,
+		    r.err, e2, sizeof(e2));
+	}
+out:
+	if (code == EXIT_LOCKED)
+		log_warnx("%s", r.err);
+	else
+		log_error("%s", r.err);
+done:
+	close_all(&r);
+	return code;
+}
+
+static int
+connect_mono(const struct cli *c, PGconn **conn)
+{
+	char err[512];
+
+	if ((*conn = pg_connect(c->mono_url, "postgresMono", err,
+	    sizeof(err))) == NULL) {
+		log_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+list(const struct cli *c, PGconn *mono, const struct run_summary *s,
+    enum runstore_filter f, int64_t id)
+{
+	struct mismatch_iter it = { 0 };
+	char err[512];
+	int rc;
+
+	if (runstore_mismatches(mono, f, id, &it, err, sizeof(err)) == -1) {
+		log_error("%s", err);
+		return EXIT_DB;
+	}
+	rc = report_write(stdout, c->format, s, &it, err, sizeof(err));
+	if (rc == -1)
+		log_error("%s", runstore_iter_error(&it)[0] ?
+		    runstore_iter_error(&it) : err);
+	runstore_iter_free(&it);
+	return rc == 0 ? EXIT_CLEAN : EXIT_DB;
+}
+
+int
+run_report(const struct cli *c)
+{
+	struct run_summary s;
+	PGconn *mono = NULL;
+	char err[512];
+	int rc, code;
+
+	if (connect_mono(c, &mono) == -1)
+		return EXIT_DB;
+	memset(&s, 0, sizeof(s));
+	rc = runstore_load(mono, c->id, &s, err, sizeof(err));
+	if (rc != 1) {
+		if (rc == 0)
+			log_error(c->id ? "report: no run %lld" :
+			    "report: no run yet%.0lld", (long long)c->id);
+		else
+			log_error("%s", err);
+		PQfinish(mono);
+		return rc == 0 ? EXIT_USAGE : EXIT_DB;
+	}
+	code = list(c, mono, &s, RUNSTORE_RUN, s.id);
+	run_summary_clear(&s);
+	PQfinish(mono);
+	return code;
+}
+
+int
+run_mismatches(const struct cli *c)
+{
+	PGconn *mono = NULL;
+	int code;
+
+	if (connect_mono(c, &mono) == -1)
+		return EXIT_DB;
+	code = list(c, mono, NULL, c->open ? RUNSTORE_OPEN : RUNSTORE_ALL, 0);
+	PQfinish(mono);
+	return code;
+}
+
+int
+run_ack(const struct cli *c)
+{
+	PGconn *mono = NULL, *micro = NULL;
+	char err[512];
+	int rc, code = EXIT_DB;
+
+	if (connect_mono(c, &mono) == -1)
+		return EXIT_DB;
+	if ((micro = pg_connect(c->micro_url, "postgresMicro", err,
+	    sizeof(err))) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	rc = runstore_ack(mono, micro, c->id, c->note, err, sizeof(err));
+	if (rc == 0) {
+		if (!c->quiet)
+			printf("mismatch %lld acknowledged\n", (long long)c->id);
+		code = EXIT_CLEAN;
+	} else {
+		log_error("ack: %s", err);
+		code = rc == 1 ? EXIT_USAGE : EXIT_DB;
+	}
+out:
+	PQfinish(micro);
+	PQfinish(mono);
+	return code;
+}
