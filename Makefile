@@ -3,7 +3,10 @@
 #   make            build every program (warnings are errors)
 #   make test       unit (cmocka) + integration tests against the dev env
 #   make asan       build with AddressSanitizer + UBSan into build/asan
-#   make test-asan  the whole test suite against the sanitizer build
+#   make test-asan  the whole test suite against the sanitizer build (any
+#                   ASan/UBSan/LSan report fails it; TESTS= for a subset)
+#   make valgrind   a short run of each program under valgrind --leak-check=full
+#   make fuzz       every libFuzzer target for FUZZ_TIME seconds (fuzz-smoke: briefly)
 #   make bench      benchmarks with their baselines (see docs/BENCHMARKS.md)
 #   make demo       the whole story on this machine (see README.md)
 #   make clean
@@ -54,8 +57,9 @@ endef
 -include reconciler/build.mk
 -include tests/unit/build.mk
 -include bench/build.mk
+-include tests/fuzz/build.mk
 
-.PHONY: all deps test unit asan test-asan bench bench-scale demo demo-stop clean
+.PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop clean
 all: $(PROGRAMS) $(UNIT_TESTS)
 
 # Installs missing Debian packages (a no-op when all are there), so that
@@ -80,9 +84,24 @@ asan:
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    EXTRA_LDFLAGS="-fsanitize=address,undefined" all
 
+# The services' stderr goes to their test logs, where a report would go
+# unread: sanitizers write to files under SAN_REPORTS instead, and any file
+# there fails the target.
+SAN_REPORTS = $(CURDIR)/build/asan/reports
 test-asan: asan
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    /usr/bin/python3 tests/run --bin build/asan/bin --build build/asan
+	@rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(SAN_REPORTS)/ubsan \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    /usr/bin/python3 tests/run --bin build/asan/bin --build build/asan $(TESTS); \
+	rc=$$?; for f in $(SAN_REPORTS)/*; do [ -e "$$f" ] || continue; \
+	    echo "== sanitizer report $$f"; cat "$$f"; rc=1; done; \
+	[ $$rc -eq 0 ] && echo "test-asan: no sanitizer report"; exit $$rc
+
+# A short run of each program under valgrind: definite leaks and memory
+# errors fail it (tests/valgrind says what it runs).
+valgrind: all
+	/usr/bin/python3 tests/valgrind --bin $(BIN)
 
 demo: deps
 	$(MAKE) all
