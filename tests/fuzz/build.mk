@@ -40,6 +40,9 @@ endif
 endef
 
 # The parsers that take untrusted input (names in docs/RELIABILITY.md).
+$(eval $(call fuzz_target,fuzz_validate,common/validate.c common/ids.c))
+$(eval $(call fuzz_target,fuzz_legacy_render,mailer-real/legacy_render.c))
+$(eval $(call fuzz_target,fuzz_smtp_message,common/smtp_send.c))
 
 .PHONY: fuzz-build fuzz fuzz-smoke
 fuzz-build: $(addprefix $(FUZZ_BUILD)/bin/,$(FUZZ_TARGETS))
@@ -57,7 +60,7 @@ fuzz-smoke: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_BUILD)/smoke/$$t $(FUZZ_BUILD)/artifacts; \
 	    echo "== fuzz-smoke $$t"; \
-	    $(FUZZ_BUILD)/bin/$$t -runs=0 tests/fuzz/corpus/$$t >/dev/null 2>&1 || \
+	    $(FUZZ_BUILD)/bin/$$t -runs=0 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- tests/fuzz/corpus/$$t >/dev/null 2>&1 || \
 	        { $(FUZZ_BUILD)/bin/$$t -runs=0 tests/fuzz/corpus/$$t; exit 1; }; \
 	    $(FUZZ_BUILD)/bin/$$t -max_total_time=$(FUZZ_SMOKE_TIME) \
 	        -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- \
