@@ -68,6 +68,7 @@ http {{
             "CANARY_ACTIVE": self.active,
             "CANARY_NGINX": self.nginx_cmd,
             "CANARY_ACCESS_LOG": self.access_log,
+            "CANARY_URL": f"http://127.0.0.1:{self.port}",
         })
         env.update({k: str(v) for k, v in extra.items()})
         return env
@@ -89,7 +90,7 @@ http {{
             if self.proc.poll() is not None:
                 raise RuntimeError("nginx exited: " + self.proc.stderr.read().decode())
             try:
-                request(self.port, "GET", "/", timeout=1)
+                request(self.port, "GET", "/_canary", timeout=1)
                 return self
             except OSError:
                 time.sleep(0.05)
@@ -163,3 +164,30 @@ class TinyBackend:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def scratch_db(base_url, name, schema_files):
+    """A fresh database `name` on base_url's cluster with the given sql/
+    files loaded; returns its URL. Tests that count rows in the reconciler's
+    history use one so that other tests' rows do not change the count."""
+    import psycopg2
+    admin = base_url.rsplit("/", 1)[0] + "/postgres"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'create database "{name}"')
+    finally:
+        conn.close()
+    url = base_url.rsplit("/", 1)[0] + "/" + name
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for f in schema_files:
+                with open(os.path.join(TOP, "sql", f)) as fh:
+                    cur.execute(fh.read())
+    finally:
+        conn.close()
+    return url

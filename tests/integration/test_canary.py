@@ -22,7 +22,7 @@ import unittest
 
 import harness
 from harness import TOP, request
-from canary_env import NGINX, Nginx, TinyBackend
+from canary_env import NGINX, Nginx, TinyBackend, scratch_db
 
 GENERATE = os.path.join(TOP, "nginx", "generate")
 STEPS = list(range(0, 101, 10))
@@ -242,3 +242,135 @@ class ReloadUnderLoad(unittest.TestCase):
             ng.cleanup()
             old.stop()
             new.stop()
+
+
+RECONCILER_SQL = os.path.join(TOP, "sql", "reconciler.sql")
+
+
+@unittest.skipUnless(os.path.exists(NGINX), "nginx not installed")
+@unittest.skipUnless(os.path.exists(RECONCILER_SQL), "sql/reconciler.sql not on this branch yet")
+class StepGates(unittest.TestCase):
+    """scripts/canary step on reconciliation_run rows written here directly
+    (the verdict's source of truth) and on the new path's access log."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mono = scratch_db(harness.MONO_URL, "canary_gates", ["mono.sql", "reconciler.sql"])
+
+    def setUp(self):
+        harness.execute(self.mono, "truncate reconciliation_mismatch, reconciliation_run")
+        self.old, self.new = TinyBackend("old"), TinyBackend("new")
+        self.ng = None
+
+    def tearDown(self):
+        if self.ng:
+            self.ng.cleanup()
+        self.old.stop()
+        self.new.stop()
+
+    def nginx(self, new_status=None):
+        self.new.status = new_status
+        self.ng = Nginx(f"127.0.0.1:{self.old.port}", f"127.0.0.1:{self.new.port}")
+        self.ng.start()
+        return self.ng
+
+    def run_row(self, matched, content=0, missing=0, ago="0 seconds", status="done"):
+        harness.execute(self.mono, """
+            insert into reconciliation_run (started_at, finished_at, status, cutoff,
+                grace_seconds, matched, content, missing_in_micro, new_mismatches)
+            values (now() - %s::interval, now(), %s, now(), 0, %s, %s, %s, %s)""",
+            (ago, status, matched, content, missing, content + missing))
+
+    def step(self, **env):
+        env.setdefault("CANARY_MIN_COMPARED", 100)
+        env.setdefault("CANARY_MIN_REQUESTS", 20)
+        return self.ng.canary("step", MONO_DATABASE_URL=self.mono, **env)
+
+    def split_now(self):
+        return self.ng.canary("status").stdout.split("split: ")[1].split("%")[0]
+
+    def test_advances_when_the_reconciler_agrees(self):
+        ng = self.nginx()
+        self.run_row(matched=150)
+        r = self.step()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("now 10% new", r.stdout)
+        self.assertEqual(self.split_now(), "10")
+        seen = split(ng, 200)
+        self.assertAlmostEqual(seen["new"], 20, delta=6)
+
+    def test_holds_without_a_run_since_the_change(self):
+        self.nginx()
+        self.run_row(matched=500, ago="1 hour")
+        self.run_row(matched=500, status="failed")
+        r = self.step()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("no finished reconciler run", r.stderr)
+        self.assertEqual(self.split_now(), "0")
+
+    def test_holds_with_too_few_compared_rows(self):
+        self.nginx()
+        self.run_row(matched=40)
+        self.run_row(matched=40)
+        r = self.step()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("compared 80 rows", r.stderr)
+        self.assertEqual(self.split_now(), "0")
+
+    def test_rolls_back_when_mismatches_are_over_the_threshold(self):
+        ng = self.nginx()
+        self.assertEqual(ng.canary("set", "30").returncode, 0)
+        self.run_row(matched=990, content=3, missing=2)   # 0.5% > 0.1%
+        r = self.step()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("5 of 995 compared rows mismatched", r.stdout)
+        self.assertIn("now 0% new", r.stdout)
+        self.assertEqual(self.split_now(), "0")
+        self.assertEqual(split(ng, 50)["new"], 0)
+
+    def test_a_rate_under_the_threshold_passes(self):
+        self.nginx()
+        self.run_row(matched=999, content=1)   # 0.1% is not over 0.1%
+        r = self.step(CANARY_MAX_MISMATCH_RATE="0.001")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.split_now(), "10")
+
+    def test_rolls_back_when_the_new_path_answers_5xx(self):
+        ng = self.nginx(new_status=500)
+        self.assertEqual(ng.canary("set", "20").returncode, 0)
+        statuses = [request(ng.port, "POST", "/payroll", {"shipTo": "X", "total": 1})[0]
+                    for _ in range(200)]
+        self.assertEqual(statuses.count(500), 40)
+        self.run_row(matched=500)
+        harness.wait_for(lambda: sum(1 for l in ng.access_lines() if l[1] == "new") >= 40,
+                         what="access log")
+        r = self.step()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("40 of 40 requests answered 5xx", r.stdout)
+        self.assertEqual(self.split_now(), "0")
+
+    def test_advances_past_10_with_a_healthy_new_path(self):
+        ng = self.nginx()
+        self.assertEqual(ng.canary("set", "10").returncode, 0)
+        self.run_row(matched=500)
+        r = self.step()
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)   # no traffic on the new path yet
+        self.assertIn("served 0 requests", r.stderr)
+        for _ in range(300):
+            request(ng.port, "POST", "/payroll", {"shipTo": "X", "total": 1})
+        harness.wait_for(lambda: sum(1 for l in ng.access_lines() if l[1] == "new") >= 30,
+                         what="access log")
+        r = self.step()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("0 of 30 requests 5xx", r.stdout)
+        self.assertEqual(self.split_now(), "20")
+
+    def test_bad_configuration_is_refused(self):
+        self.nginx()
+        r = self.step(CANARY_MAX_MISMATCH_RATE="lots")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("CANARY_MAX_MISMATCH_RATE", r.stderr)
+        r = self.ng.canary("step", MONO_DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        self.assertIn("database", r.stderr)
+        self.assertEqual(self.split_now(), "0")
