@@ -1,0 +1,189 @@
+"""mailer-real's Parallel Run hand-off to mailer-spy and the online experiment.
+
+Covers: the wire of POST /notifications (JSON shape, total 320.00, Bearer
+token); a dead spy, a spy answering after 5 s and a spy answering 503
+never change the payroll's 201 (answered within the client's timeout) and
+each is counted in /metrics; deterministic sampling by the correlation
+id's hash (0 %, 50 %: the same payrolls as the FNV-1a rule says);
+NOTIFIER=smtp hands nothing over; NOTIFIER=remote records 'delegated',
+sends nothing itself and hands over; a spy answering a different subject
+is a mismatch counted by field and logged with its correlation id; with the
+real mailer-spy binary, postgresMono and postgresMicro hold the same
+destination, subject and body under one correlation id and the experiment
+counts a match.
+"""
+import json
+import os
+import time
+import unittest
+
+import harness
+from harness import Service, query, wait_for, MONO_URL, MICRO_URL
+from real_support import (CaptureSMTP, SlowHTTP, closed_port, metric, mono_env,
+                          reset_outbox, spy_available)
+
+DISPATCH = "parallel_run_dispatch_total"
+EXP = "experiment_runs_total"
+
+
+def fnv1a(s):
+    h = 0xcbf29ce484222325
+    for b in s.encode():
+        h ^= b
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def post(svc, ship, total=320, timeout=10):
+    st, _, data = svc.request("POST", "/payroll", {"shipTo": ship, "total": total},
+                              timeout=timeout)
+    assert st == 201, (st, data)
+    return json.loads(data)
+
+
+class RealParallelTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.smtp = CaptureSMTP().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.smtp.stop()
+
+    def setUp(self):
+        reset_outbox()
+
+    def env(self, **kw):
+        base = {"NOTIFIER": "parallel", "SPY_TIMEOUT_MS": "1000"}
+        base.update(kw)
+        return mono_env(self.smtp.port, **base)
+
+    def test_wire_and_token_and_mismatch(self):
+        def wrong_subject(req):
+            return {"correlationId": req["correlationId"],
+                    "destination": "juablaz@example.com",
+                    "subject": "Payroll shipped!",
+                    "body": f"Hello Juablaz,\r\n\r\nPayroll {req['payrollId']} shipped to "
+                            f"Juablaz of 320.00.\r\n"}
+        with SlowHTTP(answer=wrong_subject) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TOKEN="t0ken"),
+                        log_name="real-par-wire") as svc:
+            doc = post(svc, "Juablaz")
+            cid = doc["notification"]["correlationId"]
+            wait_for(lambda: metric(svc.port, EXP, 'experiment="mail-render",result="mismatched"') >= 1,
+                     what="mismatch counted")
+            self.assertEqual(len(spy.requests), 1)
+            r = spy.requests[0]
+            self.assertEqual(r["path"], "/notifications")
+            self.assertEqual(r["headers"]["Authorization"], "Bearer t0ken")
+            self.assertEqual(r["headers"]["Content-Type"], "application/json")
+            self.assertIn(b'"total":320.00', r["body"])
+            self.assertEqual(json.loads(r["body"]), {"correlationId": cid, "payrollId": doc["id"],
+                                                     "shipTo": "Juablaz", "total": 320})
+            self.assertEqual(metric(svc.port, "experiment_mismatch_fields_total",
+                                    'experiment="mail-render",field="subject"'), 1)
+            self.assertEqual(metric(svc.port, "experiment_mismatch_fields_total",
+                                    'experiment="mail-render",field="body"'), 0)
+            self.assertEqual(metric(svc.port, DISPATCH, 'outcome="ok"'), 1)
+            wait_for(lambda: cid in svc.log_text() and "mismatch" in svc.log_text(),
+                     what="mismatch logged")
+            # the mail itself went out as the legacy renderer said
+            wait_for(lambda: self.smtp.by_message_id(cid), what="mail delivered")
+
+    def test_dead_spy(self):
+        env = self.env(SPY_URL=f"http://127.0.0.1:{closed_port()}")
+        with Service("mailer-real", env=env, log_name="real-par-dead") as svc:
+            for i in range(3):
+                post(svc, f"Dead Spy {chr(65 + i)}", timeout=3)
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="connect_error"') == 3,
+                     what="connect errors counted")
+            wait_for(lambda: metric(svc.port, EXP, 'experiment="mail-render",result="candidate_error"') == 3,
+                     what="candidate errors counted")
+
+    def test_slow_spy(self):
+        with SlowHTTP(delay=5) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="500"),
+                        log_name="real-par-slow") as svc:
+            for i in range(3):
+                post(svc, f"Slow Spy {chr(65 + i)}", timeout=3)
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="timeout"') == 3,
+                     what="timeouts counted")
+
+    def test_spy_5xx(self):
+        with SlowHTTP(status=503) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url),
+                        log_name="real-par-5xx") as svc:
+            post(svc, "Five Hundred", timeout=3)
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="http_5xx"') == 1,
+                     what="5xx counted")
+
+    def test_sampling_is_deterministic(self):
+        with SlowHTTP(status=503) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, PARALLEL_RUN_PERCENT=50),
+                        log_name="real-par-sample") as svc:
+            cids = [post(svc, f"Sample {i}")["notification"]["correlationId"] for i in range(40)]
+            want = sorted(c for c in cids if fnv1a(c) % 100 < 50)
+            self.assertTrue(0 < len(want) < 40)
+            wait_for(lambda: len(spy.requests) == len(want), what="sampled requests")
+            time.sleep(0.3)
+            got = sorted(json.loads(r["body"])["correlationId"] for r in spy.requests)
+            self.assertEqual(got, want)
+            self.assertEqual(metric(svc.port, DISPATCH, 'outcome="not_sampled"'), 40 - len(want))
+        with SlowHTTP(status=503) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, PARALLEL_RUN_PERCENT=0),
+                        log_name="real-par-zero") as svc:
+            post(svc, "Sample None")
+            time.sleep(0.5)
+            self.assertEqual(spy.requests, [])
+
+    def test_notifier_smtp_hands_nothing_over(self):
+        with SlowHTTP(status=503) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, NOTIFIER="smtp"),
+                        log_name="real-par-smtp") as svc:
+            cid = post(svc, "Only Smtp")["notification"]["correlationId"]
+            wait_for(lambda: self.smtp.by_message_id(cid), what="mail delivered")
+            time.sleep(0.3)
+            self.assertEqual(spy.requests, [])
+
+    def test_notifier_remote_delegates(self):
+        with SlowHTTP(status=503) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, NOTIFIER="remote",
+                                                    PARALLEL_RUN_PERCENT=0),
+                        log_name="real-par-remote") as svc:
+            doc = post(svc, "Remote Mode")
+            cid = doc["notification"]["correlationId"]
+            self.assertEqual(doc["notification"]["status"], "delegated")
+            wait_for(lambda: len(spy.requests) == 1, what="handed over")
+            time.sleep(0.5)
+            self.assertEqual(self.smtp.by_message_id(cid), [])
+            rows = query(MONO_URL, "select status, destination, subject from sent_mail "
+                                   "where correlation_id = %s", (cid,))
+            self.assertEqual(rows, [("delegated", "remote.mode@example.com",
+                                     f"Payroll {doc['id']} shipped")])
+
+    @unittest.skipUnless(spy_available(), "mailer-spy is not built yet")
+    def test_with_real_spy_both_stores_agree(self):
+        spy = Service("mailer-spy", env={"MICRO_DATABASE_URL": MICRO_URL, "SPY_TOKEN": "tk"},
+                      log_name="real-par-spy").start()
+        try:
+            env = self.env(SPY_URL=f"http://127.0.0.1:{spy.port}", SPY_TOKEN="tk")
+            with Service("mailer-real", env=env, log_name="real-par-realspy") as svc:
+                cids = [post(svc, ship, total)["notification"]["correlationId"]
+                        for ship, total in (("Juablaz", 320), ("José Núñez", 1500.75),
+                                            ("ana.lopez@Example.COM", 0.5))]
+                wait_for(lambda: metric(svc.port, EXP, 'experiment="mail-render",result="matched"') == 3,
+                         what="three matches")
+                for cid in cids:
+                    mono = query(MONO_URL, "select destination, subject, body from sent_mail "
+                                           "where correlation_id = %s", (cid,))
+                    micro = query(MICRO_URL, "select destination, subject, body from spied_mail "
+                                             "where correlation_id = %s", (cid,))
+                    self.assertEqual(len(mono), 1)
+                    self.assertEqual(mono, micro)
+                self.assertEqual(metric(svc.port, EXP, 'experiment="mail-render",result="mismatched"'), 0)
+        finally:
+            spy.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
