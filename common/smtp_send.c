@@ -66,7 +66,7 @@ smtp_header_value_ok(const char *s)
 {
 	const unsigned char *p;
 
-	if (s == NULL)
+	if (s == NULL || strlen(s) > SMTP_HEADER_VALUE_MAX)
 		return 0;
 	for (p = (const unsigned char *)s; *p != '\0'; p++)
 		if (*p < 0x20 || *p == 0x7f)

@@ -71,7 +71,12 @@ void smtp_sender_free(struct smtp_sender *s);
 int smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
     char *err, size_t errlen);
 
-/* Header-safety check used before sending (exposed for validation and tests). */
+/*
+ * Header-safety checks used before sending (exposed for validation and
+ * tests): a header value holds no control character and at most
+ * SMTP_HEADER_VALUE_MAX bytes, so no header line can pass RFC 5322's 998.
+ */
+#define SMTP_HEADER_VALUE_MAX 900
 int smtp_header_value_ok(const char *s);
 int smtp_address_ok(const char *s);
 
