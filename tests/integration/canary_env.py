@@ -191,3 +191,9 @@ def scratch_db(base_url, name, schema_files):
     finally:
         conn.close()
     return url
+
+
+def to_addr(msg):
+    """The one recipient of a stored message, lower-cased, without brackets."""
+    addrs = msg["To"].addresses
+    return addrs[0].addr_spec.lower() if addrs else str(msg["To"]).strip("<> ").lower()

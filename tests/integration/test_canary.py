@@ -22,7 +22,7 @@ import unittest
 
 import harness
 from harness import TOP, request
-from canary_env import NGINX, Nginx, TinyBackend, scratch_db
+from canary_env import NGINX, Nginx, TinyBackend, scratch_db, to_addr
 
 GENERATE = os.path.join(TOP, "nginx", "generate")
 STEPS = list(range(0, 101, 10))
@@ -495,7 +495,7 @@ class RealServices(unittest.TestCase):
         def delivered():
             mails.clear()
             for m in harness.maildir_messages():
-                to = str(m["To"]).strip().lower()
+                to = to_addr(m)
                 if to in paths:
                     mails[to] = mails.get(to, 0) + 1
             return len(mails) == len(paths)
