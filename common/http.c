@@ -431,13 +431,13 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	srv->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, access_cb,
 	    srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.connection_limit,
 	    MHD_OPTION_NOTIFY_COMPLETED, (MHD_RequestCompletedCallback)completed_cb,
 	    srv,
-	    MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log, NULL,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {

@@ -1,0 +1,154 @@
+/*
+ * handlers: see handlers.h. POST /notifications checks the token, the
+ * body (strictly: common/validate), renders the mail, and hands the record
+ * to the store; the request stays suspended until the store has committed
+ * it, so a 201 is only ever sent for a row that is durable.
+ */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/http.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+#include "common/validate.h"
+
+struct notification {
+	char correlation_id[37];
+	int64_t payroll_id;
+	const char *ship_to;
+	int64_t total_cents;
+};
+
+static const struct validate_field notification_fields[] = {
+	{ .name = "correlationId", .type = VALIDATE_UUID, .required = 1,
+	  .offset = offsetof(struct notification, correlation_id) },
+	{ .name = "payrollId", .type = VALIDATE_INT, .required = 1, .min = 1,
+	  .max = INT64_MAX, .offset = offsetof(struct notification, payroll_id) },
+	{ .name = "shipTo", .type = VALIDATE_TEXT, .required = 1,
+	  .max_len = RENDER_SHIP_TO_MAX,
+	  .offset = offsetof(struct notification, ship_to) },
+	{ .name = "total", .type = VALIDATE_MONEY, .required = 1,
+	  .offset = offsetof(struct notification, total_cents) },
+	VALIDATE_FIELDS_END
+};
+
+static void
+count(const char *outcome)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+	metrics_inc(metrics_counter("spy_notifications_total",
+	    "POST /notifications by outcome", labels), 1);
+}
+
+static json_t *
+record_json(const char *correlation_id, const struct render_mail *m)
+{
+	return json_pack("{s:s, s:s, s:s, s:s}", "correlationId", correlation_id,
+	    "destination", m->destination, "subject", m->subject, "body", m->body);
+}
+
+void
+spy_record_done(struct spy_record *rec, enum gc_outcome outcome, void *arg)
+{
+	struct http_request *req = rec->owner;
+	json_t *body;
+
+	(void)arg;
+	switch (outcome) {
+	case GC_OK:
+		if (rec->inserted) {
+			count("created");
+			body = record_json(rec->correlation_id, &rec->mail);
+			http_reply_json(req, 201, body);
+		} else {
+			count("duplicate");
+			body = record_json(rec->correlation_id, &rec->first);
+			http_reply_json(req, 200, body);
+		}
+		break;
+	case GC_STORE_DOWN:
+		count("unavailable");
+		http_reply_unavailable(req, 1, "postgresMicro is unavailable");
+		break;
+	case GC_FAILED:
+		count("failed");
+		http_reply_error(req, 500, "could not record the notification", NULL);
+		break;
+	}
+	spy_record_free(rec);
+}
+
+static void
+post_notification(struct http_request *req, void *arg)
+{
+	struct spy *spy = arg;
+	struct notification n;
+	struct validate_error e;
+	struct spy_record *rec = NULL;
+	json_t *obj = NULL;
+	const char *body;
+	char err[256];
+	size_t len;
+
+	if (http_require_bearer(req, spy->cfg->token) == -1) {
+		count("unauthorized");
+		return;
+	}
+	body = http_request_body(req, &len);
+	memset(&n, 0, sizeof(n));
+	if ((obj = validate_parse_object(body, len, &e)) == NULL ||
+	    validate_object(obj, notification_fields, &n, &e) == -1) {
+		count("invalid");
+		http_reply_error(req, 400, e.message, e.field[0] ? e.field : NULL);
+		goto out;
+	}
+	if ((size_t)spy->cfg->max_pending <= store_pending(spy->store)) {
+		count("overloaded");
+		http_reply_unavailable(req, 1, "too many notifications in flight");
+		goto out;
+	}
+	rec = xcalloc(1, sizeof(*rec));
+	if (render_mail(spy->body_template, n.payroll_id, n.ship_to,
+	    n.total_cents, spy->cfg->mail_domain, &rec->mail, err,
+	    sizeof(err)) == -1) {
+		count("invalid");
+		http_reply_error(req, 400, err, "shipTo");
+		spy_record_free(rec);
+		goto out;
+	}
+	memcpy(rec->correlation_id, n.correlation_id, sizeof(rec->correlation_id));
+	rec->payroll_id = n.payroll_id;
+	rec->owner = req;
+	log_debug("notification %s payroll %lld -> %s", rec->correlation_id,
+	    (long long)rec->payroll_id, rec->mail.destination);
+	/* deferred first: the store may answer before this function returns */
+	http_defer(req);
+	store_submit(spy->store, rec);
+out:
+	json_decref(obj);
+}
+
+static void
+get_readyz(struct http_request *req, void *arg)
+{
+	struct spy *spy = arg;
+
+	http_reply_readyz(req, "postgresMicro", spy->cfg->micro_url);
+}
+
+const struct http_route spy_routes[] = {
+	{ .method = "POST", .path = "/notifications", .flags = HTTP_ROUTE_JSON,
+	  .handler = post_notification, .name = "notifications" },
+	{ .method = "GET", .path = "/healthz", .handler = http_handle_healthz,
+	  .name = "healthz" },
+	{ .method = "GET", .path = "/readyz", .handler = get_readyz,
+	  .name = "readyz" },
+	{ .method = "GET", .path = "/metrics", .handler = http_handle_metrics,
+	  .name = "metrics" },
+};
+const size_t spy_nroutes = nitems(spy_routes);
