@@ -413,8 +413,21 @@ from faulty_smtp import FaultySmtp  # noqa: E402
 
 # Outbox knobs that keep retries quick enough for a bounded test; a program
 # ignores variables it does not know.
+# Delivery knobs of mailer-real that keep a test bounded: quick retries, a
+# short lease (a killed worker's claimed rows go again after it), small
+# SMTP sessions (the batch that may be sent twice after a SIGKILL).
+DELIVERY_WORKERS, DELIVERY_BATCH = 2, 20
 REAL_FAST_ENV = {
     "LOG_LEVEL": "info",
+    "DELIVERY_WORKERS": str(DELIVERY_WORKERS),
+    "DELIVERY_BATCH": str(DELIVERY_BATCH),
+    "DELIVERY_POLL_MS": "200",
+    "DELIVERY_LEASE_S": "5",
+    "DELIVERY_RETRY_BASE_MS": "200",
+    "DELIVERY_RETRY_MAX_MS": "2000",
+    "DELIVERY_MAX_ATTEMPTS": "1000",
+    "SMTP_TIMEOUT_S": "10",
+    "SPY_TIMEOUT_MS": "2000",
 }
 
 
@@ -423,7 +436,11 @@ class Stack:
     and a FaultySmtp of their own. Any part may be killed and started again
     on the same port."""
 
-    def __init__(self, name, smtp_opts=None, real_env=None, spy_env=None, spy=True):
+    def __init__(self, name, smtp_opts=None, real_env=None, spy_env=None, spy=None):
+        """spy=None: with mailer-spy (NOTIFIER=parallel) when it is built,
+        else mailer-real alone (NOTIFIER=smtp)."""
+        if spy is None:
+            spy = have("mailer-spy")
         self.name = name
         self.dbs = ScratchDbs()
         self.dir = tmpdir(name)

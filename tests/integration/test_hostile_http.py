@@ -217,7 +217,7 @@ def cases():
     return out
 
 
-@unittest.skipUnless(have("mailer-real", "mailer-spy"), "mailer-real and mailer-spy not built")
+@unittest.skipUnless(have("mailer-real"), "mailer-real not built")
 class Hostile(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -241,10 +241,13 @@ class Hostile(unittest.TestCase):
     def good_request(self, service):
         """A good request succeeds; returns the row counts once it settled."""
         before = self.counts()
+        spied = 1 if self.st.spy else 0
+        if service == "spy" and not self.st.spy:
+            return before
         if service == "real":
             s, _, b = self.st.real.request("POST", "/payroll", {"shipTo": "Good Client", "total": 1.5})
             self.assertEqual(s, 201, b)
-            harness.wait_for(lambda: self.counts() == (before[0] + 1, before[1] + 1, before[2] + 1),
+            harness.wait_for(lambda: self.counts() == (before[0] + 1, before[1] + 1, before[2] + spied),
                              20, what="the good payroll's rows (payroll, sent_mail, spied_mail)")
         else:
             s, _, b = self.st.spy.request("POST", "/notifications", note("good@example.com"),
@@ -256,10 +259,13 @@ class Hostile(unittest.TestCase):
 
     def test_hostile_requests(self):
         results = []
-        base = self.good_request("real")
+        self.good_request("real")
         for name, service, data, ok in cases():
+            if service == "spy" and not self.st.spy:
+                continue
             port = self.st.real.port if service == "real" else self.st.spy.port
             with self.subTest(case=name, service=service):
+                base = self.counts()
                 r = raw_http(port, data)
                 type(self).sent += 1
                 results.append((name, service, r.status))
@@ -270,9 +276,10 @@ class Hostile(unittest.TestCase):
                     self.assertIsInstance(j, dict, f"{name}: error body is not JSON: {r.body[:200]!r}")
                     self.assertTrue(j.get("error"), f"{name}: error body has no message: {j}")
                 self.assertNotIn(b"root:x:0:0", r.raw)
+                time.sleep(0.05)
                 self.assertEqual(self.counts(), base, f"{name} changed row counts")
-                base = self.good_request(service)
-        self.assertGreaterEqual(self.sent, 60)
+                self.good_request(service)
+        self.assertGreaterEqual(len(results), 60)
         msgs = self.st.smtp.messages() if self.st.real.proc else []
         harness.wait_for(lambda: count(self.st.dbs.mono, "sent_mail", "status = 'pending'") == 0,
                          60, what="outbox drained")
@@ -281,7 +288,7 @@ class Hostile(unittest.TestCase):
             text = m.raw_bytes.decode("latin-1").lower()
             self.assertNotIn("evil.test", text, "a hostile address reached a message")
             self.assertNotIn("\nbcc:", text)
-        for svc in (self.st.real, self.st.spy):
+        for svc in filter(None, (self.st.real, self.st.spy)):
             for line in svc.log_text().splitlines():
                 self.assertFalse(line.startswith(FAKE), f"{svc.name} log has an injected line: {line!r}")
         led = Ledger(self, "hostile requests", self.st.dbs.mono)
@@ -294,7 +301,7 @@ class Hostile(unittest.TestCase):
         keep good clients of either service out."""
         socks = []
         try:
-            for svc in (self.st.real, self.st.spy):
+            for svc in filter(None, (self.st.real, self.st.spy)):
                 for _ in range(25):
                     s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
                     s.sendall(b"POST /payroll HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -326,8 +333,8 @@ class Hostile(unittest.TestCase):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
         socks = []
         try:
-            for svc in (self.st.real, self.st.spy):
-                for _ in range(1000):
+            for svc in filter(None, (self.st.real, self.st.spy)):
+                for _ in range(1000 if self.st.spy else 2000):
                     socks.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
             self.good_request("real")
             self.good_request("spy")
