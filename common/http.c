@@ -311,6 +311,39 @@ run_handler(struct http_request *req)
 	log_set_id(NULL);
 }
 
+/*
+ * Message framing a server must refuse (RFC 9112 6.1, 6.3, 3.2): both
+ * Content-Length and Transfer-Encoding is how requests are smuggled past
+ * a proxy that reads the other one; a coding other than chunked has no
+ * length at all (libmicrohttpd would wait for the client to close); an
+ * HTTP/1.1 request needs a Host. Returns the status, 0 when fine.
+ */
+static unsigned
+framing_problem(struct MHD_Connection *conn, const char *version,
+    const char **why)
+{
+	const char *te, *cl;
+
+	te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "Transfer-Encoding");
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "Content-Length");
+	if (te != NULL && cl != NULL) {
+		*why = "both Content-Length and Transfer-Encoding";
+		return 400;
+	}
+	if (te != NULL && strcasecmp(te, "chunked") != 0) {
+		*why = "Transfer-Encoding other than chunked";
+		return 501;
+	}
+	if (strcmp(version, "HTTP/1.1") == 0 &&
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host") == NULL) {
+		*why = "HTTP/1.1 request without Host";
+		return 400;
+	}
+	return 0;
+}
+
 static enum MHD_Result
 access_cb(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -321,15 +354,22 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 	size_t max = srv->cfg.max_body;
 	enum MHD_Result rc;
 
-	(void)version;
 	if (req == NULL) {
-		const char *cl;
+		const char *cl, *why = NULL;
 		char *end;
-		unsigned long long n;
+		unsigned long long n, bad;
 
 		req = request_new(srv, conn, url, method);
 		*con_cls = req;
 		route_request(req);
+		if ((bad = framing_problem(conn, version, &why)) != 0) {
+			/* the rest of the stream cannot be trusted: close it */
+			req->early_status = (unsigned)bad;
+			req->early_message = why;
+			http_response_header(req, "Connection", "close");
+			run_handler(req);
+			return queue_answer(req);
+		}
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		    "Content-Length");
 		if (cl != NULL && req->early_status == 0) {
