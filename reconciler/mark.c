@@ -1,7 +1,10 @@
 /*
- * mark: see mark.h. Three batches circulate between the merge thread and
- * the writer: one filling, up to two queued or being written. Memory is
- * bounded by the batch size, not by the tables.
+ * mark: see mark.h. Four batches circulate: the merge fills one, hands it
+ * to the mono writer (queue to_mono), which after its commit hands it to
+ * the micro writer (queue to_micro), which returns it to the free list.
+ * A batch reaches the micro writer only after its mono transaction
+ * committed; that order is what makes a kill harmless. Memory is bounded by
+ * the batch size, not by the tables.
  */
 #include "reconciler/mark.h"
 
@@ -16,7 +19,7 @@
 #include "reconciler/pg.h"
 #include "reconciler/spool.h"
 
-#define NBATCH 3
+#define NBATCH 4
 #define BATCH_BYTES (8u << 20)	/* copied row data per batch */
 
 typedef unsigned char uuid_t16[16];
@@ -51,24 +54,33 @@ struct batch {
 	size_t bytes;
 };
 
+struct bqueue {
+	struct batch *v[NBATCH];
+	size_t head, len;
+};
+
 struct mark {
 	struct mark_config cfg;
-	pthread_t thread;
+	pthread_t mono_thread, micro_thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch pool[NBATCH];
-	struct batch *queue[NBATCH];
-	size_t qhead, qlen;
+	struct bqueue to_mono, to_micro;
 	struct batch *free_[NBATCH];
 	size_t nfree;
 	struct batch *cur;	/* filled by the merge thread */
-	int closing, failed;
+	int closing;		/* the merge is done: no more batches */
+	int mono_done;		/* the mono writer has finished */
+	int failed;
 	long seq;
-	char err[512];
-	/* Writer-side results. */
+	char err[512];		/* the first failure */
+	char err_mono[512], err_micro[512];	/* each thread's own */
+	/* Results, written by the mono writer only. */
 	struct run_counts c;
 	uint64_t *hits;
-	struct pg_array a_ids, a_ids2, a_kind, a_fields, a_vals[6], a_i64;
+	/* Parameter buffers: a_ids_micro is the micro writer's, the rest the
+	 * mono writer's. */
+	struct pg_array a_ids, a_ids_micro, a_kind, a_fields, a_vals[6], a_i64;
 };
 
 #define PUSH(vec) (((vec).n == (vec).cap ? \
@@ -175,10 +187,11 @@ crash_point(struct mark *m, long seq, char stage)
 	}
 }
 
+/* Keeps a writer thread's error for set_failed; always -1. */
 static int
-fail(struct mark *m, const char *msg)
+fail(struct mark *m, int micro, const char *msg)
 {
-	strlcpy_(m->err, msg, sizeof(m->err));
+	strlcpy_(micro ? m->err_micro : m->err_mono, msg, sizeof(m->err_mono));
 	return -1;
 }
 
@@ -194,7 +207,7 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 	    "where correlation_id = any($1::uuid[]) order by correlation_id";
 	struct owned *cands = cands_are_mono ? b->cand_mono.v : b->cand_micro.v;
 	size_t ncand = cands_are_mono ? b->cand_mono.n : b->cand_micro.n;
-	PGconn *conn = cands_are_mono ? m->cfg.micro : m->cfg.mono;
+	PGconn *conn = cands_are_mono ? m->cfg.micro_lookup : m->cfg.mono;
 	const char *what = cands_are_mono ? "postgresMicro lookup" :
 	    "postgresMono lookup";
 	char *sql = NULL, err[512];
@@ -213,7 +226,7 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 	res = PQexecParams(conn, sql, 1, NULL, vals, lens, fmts, 1);
 	free(sql);
 	if (pg_ok(conn, res, PGRES_TUPLES_OK, what, err, sizeof(err)) == -1)
-		return fail(m, err);
+		return fail(m, 0, err);
 	nres = PQntuples(res);
 	for (i = 0; i < ncand; i++) {
 		struct owned *c = &cands[i];
@@ -318,7 +331,7 @@ spool_batch(struct mark *m, struct batch *b)
 		m->c.new_mismatches++;
 	}
 	m->c.late += (int64_t)b->resolve.n;
-	return rc == 0 ? 0 : fail(m, "dry run: writing the spool file failed");
+	return rc == 0 ? 0 : fail(m, 0, "dry run: writing the spool file failed");
 }
 
 static int
@@ -330,7 +343,7 @@ exec_params(struct mark *m, PGconn *conn, const char *sql, int n,
 	PGresult *res = PQexecParams(conn, sql, n, NULL, vals, lens, fmts, 0);
 
 	if (pg_ok(conn, res, want, what, err, sizeof(err)) == -1)
-		return fail(m, err);
+		return fail(m, conn == m->cfg.micro, err);
 	if (out != NULL)
 		*out = res;
 	else
@@ -342,6 +355,7 @@ static int
 consume(struct mark *m, PGconn *conn, const char *table,
     const struct batch *b, int mono, const char *what)
 {
+	struct pg_array *a = mono ? &m->a_ids : &m->a_ids_micro;
 	char run[24], *sql;
 	const char *vals[2];
 	int lens[2] = { 0, 0 }, fmts[2] = { 0, 1 }, rc;
@@ -350,14 +364,14 @@ consume(struct mark *m, PGconn *conn, const char *table,
 
 	if (b->both.n == 0 && heal->n == 0)
 		return 0;
-	pg_array_reset(&m->a_ids);
+	pg_array_reset(a);
 	for (i = 0; i < b->both.n; i++)
-		pg_array_add(&m->a_ids, b->both.v[i], 16);
+		pg_array_add(a, b->both.v[i], 16);
 	for (i = 0; i < heal->n; i++)
-		pg_array_add(&m->a_ids, heal->v[i], 16);
+		pg_array_add(a, heal->v[i], 16);
 	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
 	vals[0] = run;
-	vals[1] = pg_array_value(&m->a_ids, &lens[1]);
+	vals[1] = pg_array_value(a, &lens[1]);
 	sql = xasprintf("update %s set consumed_at = now(), consumed_by = $1 "
 	    "from unnest($2::uuid[]) as u(cid) where %s.correlation_id = u.cid "
 	    "and %s.consumed_at is null", table, table, table);
@@ -467,10 +481,12 @@ resolve_late(struct mark *m, const struct batch *b)
 	return 0;
 }
 
+/* The mono half of a batch: lookups, then one transaction. */
 static int
-write_batch(struct mark *m, struct batch *b)
+write_mono(struct mark *m, struct batch *b)
 {
 	char err[512];
+	uint64_t t0 = now_ns();
 
 	if (lookup(m, b, 1) == -1 || lookup(m, b, 0) == -1)
 		return -1;
@@ -479,7 +495,7 @@ write_batch(struct mark *m, struct batch *b)
 	crash_point(m, b->seq, 'a');
 	if (pg_command(m->cfg.mono, "begin", "postgresMono", err,
 	    sizeof(err)) == -1)
-		return fail(m, err);
+		return fail(m, 0, err);
 	/* Resolve before recording: a late pair that now differs closes
 	 * its "missing" mismatch and opens a content one. */
 	if (resolve_late(m, b) == -1 || record_mismatches(m, b) == -1 ||
@@ -488,46 +504,128 @@ write_batch(struct mark *m, struct batch *b)
 		return -1;
 	if (pg_command(m->cfg.mono, "commit", "postgresMono commit", err,
 	    sizeof(err)) == -1)
-		return fail(m, err);
+		return fail(m, 0, err);
 	crash_point(m, b->seq, 'b');
+	log_debug("batch %ld mono: %zu pairs, %zu+%zu candidates, %zu "
+	    "mismatches in %.3fs", b->seq, b->both.n, b->cand_mono.n,
+	    b->cand_micro.n, b->mms.n, (double)(now_ns() - t0) / 1e9);
+	return 0;
+}
+
+/* The micro half, once the mono half has committed. */
+static int
+write_micro(struct mark *m, struct batch *b)
+{
+	uint64_t t0 = now_ns();
+
 	if (consume(m, m->cfg.micro, "spied_mail", b, 0,
 	    "consuming rows in postgresMicro") == -1)
 		return -1;
 	crash_point(m, b->seq, 'c');
+	log_debug("batch %ld micro: %zu rows in %.3fs", b->seq,
+	    b->both.n + b->heal_micro.n, (double)(now_ns() - t0) / 1e9);
 	return 0;
 }
 
+/* Queues between the merge and the two writer threads; all under m->mu. */
+static void
+q_push(struct bqueue *q, struct batch *b)
+{
+	q->v[(q->head + q->len) % NBATCH] = b;
+	q->len++;
+}
+
+static struct batch *
+q_pop(struct bqueue *q)
+{
+	struct batch *b = q->v[q->head];
+
+	q->head = (q->head + 1) % NBATCH;
+	q->len--;
+	return b;
+}
+
+static void
+set_failed(struct mark *m, const char *err)
+{
+	pthread_mutex_lock(&m->mu);
+	if (!m->failed) {
+		m->failed = 1;
+		strlcpy_(m->err, err, sizeof(m->err));
+	}
+	pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * Takes the next batch of q, or NULL once the merge is done and q is
+ * drained (done_flag says when the producer has finished).
+ */
+static struct batch *
+take(struct mark *m, struct bqueue *q, const int *done_flag, int *failed)
+{
+	struct batch *b = NULL;
+
+	pthread_mutex_lock(&m->mu);
+	while (q->len == 0 && !*done_flag)
+		pthread_cond_wait(&m->cv, &m->mu);
+	if (q->len > 0)
+		b = q_pop(q);
+	*failed = m->failed;
+	pthread_mutex_unlock(&m->mu);
+	return b;
+}
+
+static void
+recycle(struct mark *m, struct batch *b)
+{
+	batch_reset(b);
+	pthread_mutex_lock(&m->mu);
+	m->free_[m->nfree++] = b;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Lookups, mismatches and mono rows; then hands the batch to micro_writer. */
 static void *
-writer(void *arg)
+mono_writer(void *arg)
 {
 	struct mark *m = arg;
 	struct batch *b;
 	int failed;
 
-	for (;;) {
-		pthread_mutex_lock(&m->mu);
-		while (m->qlen == 0 && !m->closing)
-			pthread_cond_wait(&m->cv, &m->mu);
-		if (m->qlen == 0) {
-			pthread_mutex_unlock(&m->mu);
-			break;
+	while ((b = take(m, &m->to_mono, &m->closing, &failed)) != NULL) {
+		if (!failed && write_mono(m, b) == -1) {
+			set_failed(m, m->err_mono);
+			failed = 1;
 		}
-		b = m->queue[m->qhead];
-		m->qhead = (m->qhead + 1) % NBATCH;
-		m->qlen--;
-		failed = m->failed;
-		pthread_mutex_unlock(&m->mu);
-
-		if (!failed && write_batch(m, b) == -1) {
-			pthread_mutex_lock(&m->mu);
-			m->failed = 1;
-			pthread_mutex_unlock(&m->mu);
+		if (failed || m->cfg.dry_run) {
+			recycle(m, b);
+			continue;
 		}
-		batch_reset(b);
 		pthread_mutex_lock(&m->mu);
-		m->free_[m->nfree++] = b;
+		q_push(&m->to_micro, b);
 		pthread_cond_broadcast(&m->cv);
 		pthread_mutex_unlock(&m->mu);
+	}
+	pthread_mutex_lock(&m->mu);
+	m->mono_done = 1;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+/* Micro rows of batches whose mono transaction has committed. */
+static void *
+micro_writer(void *arg)
+{
+	struct mark *m = arg;
+	struct batch *b;
+	int failed;
+
+	while ((b = take(m, &m->to_micro, &m->mono_done, &failed)) != NULL) {
+		if (!failed && write_micro(m, b) == -1)
+			set_failed(m, m->err_micro);
+		recycle(m, b);
 	}
 	return NULL;
 }
@@ -543,7 +641,7 @@ mark_start(const struct mark_config *cfg)
 		m->cfg.batch_rows = 25000;
 	m->hits = xcalloc(rules_count(cfg->rules) + 1, sizeof(*m->hits));
 	pg_array_init(&m->a_ids, PG_OID_UUID);
-	pg_array_init(&m->a_ids2, PG_OID_UUID);
+	pg_array_init(&m->a_ids_micro, PG_OID_UUID);
 	pg_array_init(&m->a_kind, PG_OID_TEXT);
 	pg_array_init(&m->a_fields, PG_OID_TEXT);
 	pg_array_init(&m->a_i64, PG_OID_INT8);
@@ -555,20 +653,20 @@ mark_start(const struct mark_config *cfg)
 		m->free_[m->nfree++] = &m->pool[i];
 	m->cur = &m->pool[0];
 	m->cur->seq = ++m->seq;
-	if (pthread_create(&m->thread, NULL, writer, m) != 0)
+	if (pthread_create(&m->mono_thread, NULL, mono_writer, m) != 0 ||
+	    pthread_create(&m->micro_thread, NULL, micro_writer, m) != 0)
 		fatal("pthread_create");
 	return m;
 }
 
-/* Hands the current batch to the writer and takes an empty one. */
+/* Hands the current batch to the writers and takes an empty one. */
 static int
 submit(struct mark *m)
 {
 	int failed;
 
 	pthread_mutex_lock(&m->mu);
-	m->queue[(m->qhead + m->qlen) % NBATCH] = m->cur;
-	m->qlen++;
+	q_push(&m->to_mono, m->cur);
 	pthread_cond_broadcast(&m->cv);
 	while (m->nfree == 0)
 		pthread_cond_wait(&m->cv, &m->mu);
@@ -650,7 +748,8 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	m->closing = 1;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
-	pthread_join(m->thread, NULL);
+	pthread_join(m->mono_thread, NULL);
+	pthread_join(m->micro_thread, NULL);
 	failed = m->failed;
 	if (failed)
 		snprintf(err, errlen, "%s", m->err);
@@ -666,7 +765,7 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	for (k = 0; k < NBATCH; k++)
 		batch_free(&m->pool[k]);
 	pg_array_free(&m->a_ids);
-	pg_array_free(&m->a_ids2);
+	pg_array_free(&m->a_ids_micro);
 	pg_array_free(&m->a_kind);
 	pg_array_free(&m->a_fields);
 	pg_array_free(&m->a_i64);

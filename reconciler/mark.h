@@ -10,7 +10,8 @@
  *      mismatch; present and unconsumed -> deferred (still in grace);
  *   2. in one mono transaction: resolves "missing" mismatches answered late,
  *      records the new mismatches, consumes the mono rows;
- *   3. then consumes the micro rows.
+ *   3. then (the micro writer, overlapping the next batch's step 2)
+ *      consumes the micro rows.
  * Because mono commits first, a kill between 2 and 3 leaves micro rows whose
  * partners are consumed and whose mismatches (if any) are resolved: the
  * next run heals them. Any kill point is harmless; docs/RECONCILER.md has
@@ -30,7 +31,9 @@
 #include "reconciler/rules.h"
 
 struct mark_config {
-	PGconn *mono, *micro;	/* used by the writer thread only, until mark_finish */
+	/* Used by the writer threads only, until mark_finish: mono and
+	 * micro_lookup by the mono writer, micro by the micro writer. */
+	PGconn *mono, *micro, *micro_lookup;
 	int64_t run_id;
 	int dry_run;		/* look up, classify, spool; write nothing */
 	FILE *spool;		/* dry run: mismatches go here */

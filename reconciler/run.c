@@ -1,7 +1,7 @@
 /*
- * run: see run.h. A run uses five connections: two "control" ones that
- * hold the advisory locks and are the writer's (mark.c), and three that
- * stream with COPY (unconsumed mono rows, unconsumed micro rows, open
+ * run: see run.h. A run uses six connections: two "control" ones that
+ * hold the advisory locks and are the writers' (mark.c), one for the
+ * writer's lookups in micro, and three that stream with COPY (unconsumed mono rows, unconsumed micro rows, open
  * mismatches), all in correlation-id order, into merge_run.
  *
  * Any database failure ends the run with EXIT_DB before the streams'
@@ -27,7 +27,7 @@
 struct run {
 	const struct cli *cli;
 	const struct rules *rules;
-	PGconn *mono_w, *micro_w, *mono_r, *micro_r, *open_r;
+	PGconn *mono_w, *micro_w, *micro_lk, *mono_r, *micro_r, *open_r;
 	struct copy_stream *s_mono, *s_micro, *s_open;
 	struct mark *mark;
 	FILE *spool;
@@ -169,6 +169,8 @@ open_streams(struct run *r)
 	    (r->micro_r = pg_connect(c->micro_url, "postgresMicro", r->err,
 	    sizeof(r->err))) == NULL ||
 	    (r->open_r = pg_connect(c->mono_url, "postgresMono", r->err,
+	    sizeof(r->err))) == NULL ||
+	    (r->micro_lk = pg_connect(c->micro_url, "postgresMicro", r->err,
 	    sizeof(r->err))) == NULL)
 		goto out;
 	sql = xasprintf("copy (select correlation_id, destination, subject, "
@@ -214,6 +216,7 @@ close_all(struct run *r)
 	PQfinish(r->open_r);
 	PQfinish(r->mono_w);
 	PQfinish(r->micro_w);
+	PQfinish(r->micro_lk);
 	if (r->spool != NULL)
 		fclose(r->spool);
 	free(r->hits);
@@ -335,6 +338,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	memset(&mc, 0, sizeof(mc));
 	mc.mono = r.mono_w;
 	mc.micro = r.micro_w;
+	mc.micro_lookup = r.micro_lk;
 	mc.run_id = r.run_id;
 	mc.dry_run = c->dry_run;
 	mc.spool = r.spool;

@@ -18,7 +18,8 @@ def reset():
     try:
         with m.cursor() as c:
             c.execute("truncate sent_mail, reconciliation_mismatch, reconciliation_run")
-            c.execute("insert into payroll (ship_to, total) values ('t', 1) returning id")
+            c.execute("insert into payroll (id, ship_to, total) overriding system value"
+                      " select coalesce(max(id), 0) + 1, 't', 1 from payroll returning id")
             pid = c.fetchone()[0]
         with x.cursor() as c:
             c.execute("truncate spied_mail")
@@ -77,7 +78,7 @@ def report_json(run_id=None):
     return json.loads(out)
 
 
-def q(url, sql, args=()):
+def q(url, sql, args=None):
     conn = db(url)
     try:
         with conn.cursor() as c:
