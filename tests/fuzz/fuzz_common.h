@@ -62,6 +62,23 @@ fuzz_crlf_only(const char *s)
 	return 1;
 }
 
+/* ASCII case-insensitive strstr (strcasestr is a GNU extension). */
+static inline const char *
+fuzz_find_ci(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (; *hay; hay++) {
+		size_t i = 0;
+
+		while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20))
+			i++;
+		if (i == n)
+			return hay;
+	}
+	return NULL;
+}
+
 /* Takes 8 bytes as an int64 from the front of the input, if there are 8. */
 static inline int64_t
 fuzz_take_i64(const uint8_t **data, size_t *size)
