@@ -1,8 +1,9 @@
 /*
- * delivery: see delivery.h. Delivery is at least once: a row is leased
- * before the SMTP session and settled after it; a crash in between lets
- * the lease run out and the row goes again (the Message-Id, derived from
- * the correlation id, lets a receiver spot the duplicate).
+ * delivery: see delivery.h. Delivery is at least once: a row stays locked
+ * in the worker's transaction during the SMTP session and is settled by
+ * the commit after it; a crash in between rolls the transaction back and
+ * the row goes again (the Message-Id, derived from the correlation id,
+ * lets a receiver spot the duplicate).
  */
 #include "delivery.h"
 
@@ -52,7 +53,7 @@ backoff_ms(const struct delivery_config *cfg, int attempts)
 	return d > (long)cfg->retry_max_ms ? (long)cfg->retry_max_ms : d;
 }
 
-/* One lease-send-settle round. Returns the number of rows handled, -1 on a store problem. */
+/* One claim-send-settle round. Returns the number of rows handled, -1 on a store problem. */
 static int
 deliver_once(struct worker *w)
 {
@@ -64,13 +65,13 @@ deliver_once(struct worker *w)
 	char **ids = NULL;
 	char err[512] = "";
 	PGconn *conn;
-	double t0;
+	double t0, tc = now_s(), ts;
 	int n, i, rc = -1;
 
 	conn = db_get(w->db, err, sizeof(err));
 	if (conn == NULL)
 		return -1;
-	n = outbox_claim(conn, cfg->batch, cfg->lease_s, &rows, err, sizeof(err));
+	n = outbox_claim(conn, cfg->batch, &rows, err, sizeof(err));
 	if (n < 0) {
 		log_warnx("delivery %u: %s", w->index, err);
 		db_check_lost(w->db);
@@ -136,17 +137,18 @@ deliver_once(struct worker *w)
 			break;
 		}
 	}
-	conn = db_get(w->db, err, sizeof(err));
-	if (conn == NULL || outbox_settle(conn, out, (size_t)n, err,
-	    sizeof(err)) != 0) {
-		/* the lease runs out and the rows go again: at least once */
+	ts = now_s();
+	if (outbox_settle(conn, out, (size_t)n, err, sizeof(err)) != 0) {
+		/* rolled back: the rows go again, at least once */
 		log_warnx("delivery %u: outcome of %d mail(s) not recorded: %s",
 		    w->index, n, err);
-		if (conn != NULL)
-			db_check_lost(w->db);
+		db_check_lost(w->db);
 		goto done;
 	}
 	rc = n;
+	log_debug("delivery %u: %d mail(s): claim %.1f ms, SMTP %.1f ms, "
+	    "settle %.1f ms", w->index, n, (t0 - tc) * 1e3, (ts - t0) * 1e3,
+	    (now_s() - ts) * 1e3);
 done:
 	for (i = 0; i < n; i++)
 		free(ids[i]);

@@ -1,9 +1,10 @@
 /*
  * delivery: the worker threads that empty the outbox over SMTP.
  *
- * Each worker has its own PostgreSQL connection and SMTP sender. It leases
+ * Each worker has its own PostgreSQL connection and SMTP sender. It locks
  * a batch of due pending rows (outbox_claim), sends them over one SMTP
- * session (smtp_send_batch), and settles every row: sent; failed at once
+ * session (smtp_send_batch), and settles every row in the same
+ * transaction (outbox_settle): sent; failed at once
  * on a permanent (5xx) answer for that mail; otherwise retried with
  * exponential backoff (base * 2^attempts, capped) until max_attempts, then
  * failed with the server's last answer. A worker sleeps on a condition
@@ -26,7 +27,6 @@ struct delivery_config {
 	unsigned workers;
 	size_t batch;
 	unsigned poll_ms;
-	unsigned lease_s;
 	unsigned retry_base_ms;
 	unsigned retry_max_ms;
 	unsigned max_attempts;

@@ -46,7 +46,6 @@ struct mono_config {
 	long workers;
 	long batch;
 	long poll_ms;
-	long lease_s;
 	long retry_base_ms;
 	long retry_max_ms;
 	long max_attempts;
@@ -78,10 +77,9 @@ static const struct config_option options[] = {
 	{ "SPY_TIMEOUT_MS", "spy-timeout-ms", 0, CONFIG_INT, "2000", "whole request to the spy, ms", 10, 600000, NULL, O(spy_timeout_ms) },
 	{ "DISPATCH_QUEUE", "dispatch-queue", 0, CONFIG_INT, "10000", "payrolls waiting for the spy, at most", 1, 10000000, NULL, O(dispatch_queue) },
 	{ "DISPATCH_INFLIGHT", "dispatch-inflight", 0, CONFIG_INT, "64", "requests to the spy at once", 1, 4096, NULL, O(dispatch_inflight) },
-	{ "DELIVERY_WORKERS", "delivery-workers", 0, CONFIG_INT, "2", "SMTP delivery threads", 1, 64, NULL, O(workers) },
+	{ "DELIVERY_WORKERS", "delivery-workers", 0, CONFIG_INT, "4", "SMTP delivery threads", 1, 64, NULL, O(workers) },
 	{ "DELIVERY_BATCH", "delivery-batch", 0, CONFIG_INT, "200", "mails per SMTP session", 1, 10000, NULL, O(batch) },
 	{ "DELIVERY_POLL_MS", "delivery-poll-ms", 0, CONFIG_INT, "1000", "outbox poll for due retries, ms", 10, 3600000, NULL, O(poll_ms) },
-	{ "DELIVERY_LEASE_S", "delivery-lease", 0, CONFIG_INT, "300", "how long a claimed row is held, s", 5, 86400, NULL, O(lease_s) },
 	{ "DELIVERY_RETRY_BASE_MS", "retry-base-ms", 0, CONFIG_INT, "1000", "first retry delay, ms", 1, 86400000, NULL, O(retry_base_ms) },
 	{ "DELIVERY_RETRY_MAX_MS", "retry-max-ms", 0, CONFIG_INT, "600000", "longest retry delay, ms", 1, 86400000, NULL, O(retry_max_ms) },
 	{ "DELIVERY_MAX_ATTEMPTS", "max-attempts", 0, CONFIG_INT, "10", "attempts before a mail is failed", 1, 1000, NULL, O(max_attempts) },
@@ -167,7 +165,6 @@ main(int argc, char **argv)
 			.workers = (unsigned)cfg.workers,
 			.batch = (size_t)cfg.batch,
 			.poll_ms = (unsigned)cfg.poll_ms,
-			.lease_s = (unsigned)cfg.lease_s,
 			.retry_base_ms = (unsigned)cfg.retry_base_ms,
 			.retry_max_ms = (unsigned)cfg.retry_max_ms,
 			.max_attempts = (unsigned)cfg.max_attempts,

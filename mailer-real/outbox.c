@@ -284,29 +284,41 @@ done:
 }
 
 static const char claim_sql[] =
-    "UPDATE sent_mail SET next_attempt_at = now() + make_interval(secs => $2::int)"
-    " WHERE id IN (SELECT id FROM sent_mail"
-    "  WHERE status = 'pending' AND next_attempt_at <= now()"
-    "  ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED)"
-    " RETURNING id, correlation_id, destination, subject, body, attempts";
+    "SELECT id, correlation_id, destination, subject, body, attempts"
+    " FROM sent_mail WHERE status = 'pending' AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED";
+
+static int
+exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+
+	if (rc != 0)
+		snprintf(err, errlen, "%s: %s", sql, db_error(conn, res));
+	PQclear(res);
+	return rc;
+}
 
 int
-outbox_claim(PGconn *conn, size_t max, unsigned lease_s,
-    struct outbox_mail **out, char *err, size_t errlen)
+outbox_claim(PGconn *conn, size_t max, struct outbox_mail **out, char *err,
+    size_t errlen)
 {
-	char lim[24], lease[24];
-	const char *params[2] = { lim, lease };
+	char lim[24];
+	const char *params[1] = { lim };
 	PGresult *res;
 	struct outbox_mail *m = NULL;
 	int i, rows;
 
 	*out = NULL;
+	if (exec_cmd(conn, "BEGIN", err, errlen) != 0)
+		return -1;
 	snprintf(lim, sizeof(lim), "%zu", max);
-	snprintf(lease, sizeof(lease), "%u", lease_s);
-	res = PQexecParams(conn, claim_sql, 2, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn, claim_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "claim: %s", db_error(conn, res));
 		PQclear(res);
+		outbox_release(conn);
 		return -1;
 	}
 	rows = PQntuples(res);
@@ -322,8 +334,16 @@ outbox_claim(PGconn *conn, size_t max, unsigned lease_s,
 		m[i].attempts = atoi(PQgetvalue(res, i, 5));
 	}
 	PQclear(res);
+	if (rows == 0)
+		outbox_release(conn);
 	*out = m;
 	return rows;
+}
+
+void
+outbox_release(PGconn *conn)
+{
+	PQclear(PQexec(conn, "ROLLBACK"));
 }
 
 void
@@ -349,7 +369,7 @@ static const char settle_sql[] =
     "  THEN now() + u.delay * interval '1 millisecond' ELSE s.next_attempt_at END"
     " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
     "  AS u(id, status, err, delay)"
-    " WHERE s.id = u.id AND s.status = 'pending'";
+    " WHERE s.id = u.id";
 
 int
 outbox_settle(PGconn *conn, const struct outbox_outcome *o, size_t n,
@@ -380,6 +400,10 @@ outbox_settle(PGconn *conn, const struct outbox_outcome *o, size_t n,
 		rc = -1;
 	}
 	PQclear(res);
+	if (rc == 0)
+		rc = exec_cmd(conn, "COMMIT", err, errlen);
+	else
+		outbox_release(conn);
 	for (i = 0; i < 4; i++)
 		arr_free(&a[i]);
 	return rc;

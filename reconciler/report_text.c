@@ -70,17 +70,24 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 			fprintf(fp, " resolved %s (%s)", m.resolved_at,
 			    m.resolution ? m.resolution : "?");
 		fputc('\n', fp);
-		for (f = 0; f < 3; f++) {
-			if (m.mono[f] && m.micro[f] && !differs(&m, f))
+		if (m.mono[0] == NULL || m.micro[0] == NULL) {
+			/* Missing: the side that exists, whole. */
+			const char *side = m.mono[0] ? "mono " : "micro";
+			char *const *v = m.mono[0] ? m.mono : m.micro;
+			for (f = 0; f < 3 && v[0] != NULL; f++) {
+				a = escape_text(v[f]);
+				fprintf(fp, "  %s %-11s %s\n", side, field_names[f], a);
+				free(a);
+			}
+			fprintf(fp, "  %s (absent)\n", m.mono[0] ? "micro" : "mono ");
+		}
+		for (f = 0; f < 3 && m.mono[0] && m.micro[0]; f++) {
+			if (!differs(&m, f))
 				continue;
-			if (m.mono[f] == NULL && m.micro[f] == NULL)
-				continue;
-			a = m.mono[f] ? escape_text(m.mono[f]) : NULL;
-			b = m.micro[f] ? escape_text(m.micro[f]) : NULL;
-			fprintf(fp, "  mono  %-11s %s\n", field_names[f],
-			    a ? a : "(absent)");
-			fprintf(fp, "  micro %-11s %s\n", field_names[f],
-			    b ? b : "(absent)");
+			a = escape_text(m.mono[f]);
+			b = escape_text(m.micro[f]);
+			fprintf(fp, "  mono  %-11s %s\n", field_names[f], a);
+			fprintf(fp, "  micro %-11s %s\n", field_names[f], b);
 			free(a);
 			free(b);
 		}

@@ -411,18 +411,15 @@ def raw_http(port, data, timeout=10, chunks=None):
 
 from faulty_smtp import FaultySmtp  # noqa: E402
 
-# Outbox knobs that keep retries quick enough for a bounded test; a program
-# ignores variables it does not know.
-# Delivery knobs of mailer-real that keep a test bounded: quick retries, a
-# short lease (a killed worker's claimed rows go again after it), small
-# SMTP sessions (the batch that may be sent twice after a SIGKILL).
+# Delivery knobs of mailer-real that keep a test bounded: quick retries and
+# small SMTP sessions (the batch that may be sent twice after a SIGKILL: a
+# killed worker's transaction rolls back and its rows are due again).
 DELIVERY_WORKERS, DELIVERY_BATCH = 2, 20
 REAL_FAST_ENV = {
     "LOG_LEVEL": "info",
     "DELIVERY_WORKERS": str(DELIVERY_WORKERS),
     "DELIVERY_BATCH": str(DELIVERY_BATCH),
     "DELIVERY_POLL_MS": "200",
-    "DELIVERY_LEASE_S": "5",
     "DELIVERY_RETRY_BASE_MS": "200",
     "DELIVERY_RETRY_MAX_MS": "2000",
     "DELIVERY_MAX_ATTEMPTS": "1000",

@@ -65,7 +65,7 @@ class DatabaseRestart(unittest.TestCase):
         self.assertEqual(st_r, 200)
         led.wait_delivered(timeout=120)
         # A delivery worker that sent a batch while postgresMono went away
-        # cannot record it: the lease runs out and that batch goes again
+        # cannot record it: its transaction rolls back and that batch goes again
         # (at least once, same Message-Id), as after a crash.
         led.check_mail(max_dup_batch=DELIVERY_WORKERS * DELIVERY_BATCH)
         led.note(answered_503=statuses.get(503, 0))
