@@ -331,6 +331,8 @@ finish_job(struct dispatch *d, struct job *j, CURLcode cc)
 			d->flying[i] = NULL;
 	o = read_answer(j, cc, &obs);
 	metrics_inc(d->m_out[o], 1);
+	if (o == OUT_OK && d->cfg.acknowledged != NULL)
+		d->cfg.acknowledged(j->correlation_id, d->cfg.ack_arg);
 	if (o != OUT_OK)
 		log_warnx("dispatch: %s to mailer-spy: %s", j->correlation_id,
 		    obs.error);

@@ -28,6 +28,10 @@ struct dispatch_config {
 	unsigned max_inflight;
 	unsigned timeout_ms;		/* whole request */
 	const char *mail_domain;	/* for the control render */
+	/* called on the dispatcher thread when the spy answered 200/201 with
+	 * the record of this correlation id; NULL when nobody needs to know */
+	void (*acknowledged)(const char *correlation_id, void *arg);
+	void *ack_arg;
 };
 
 struct dispatch;

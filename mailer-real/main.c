@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "delivery.h"
 #include "dispatch.h"
+#include "handoff.h"
 #include "legacy_render.h"
 #include "payroll.h"
 
@@ -43,6 +44,7 @@ struct mono_config {
 	long spy_timeout_ms;
 	long dispatch_queue;
 	long dispatch_inflight;
+	long handoff_after_ms;
 	long workers;
 	long batch;
 	long poll_ms;
@@ -77,6 +79,7 @@ static const struct config_option options[] = {
 	{ "SPY_TIMEOUT_MS", "spy-timeout-ms", 0, CONFIG_INT, "2000", "whole request to the spy, ms", 10, 600000, NULL, O(spy_timeout_ms) },
 	{ "DISPATCH_QUEUE", "dispatch-queue", 0, CONFIG_INT, "10000", "payrolls waiting for the spy, at most", 1, 10000000, NULL, O(dispatch_queue) },
 	{ "DISPATCH_INFLIGHT", "dispatch-inflight", 0, CONFIG_INT, "64", "requests to the spy at once", 1, 4096, NULL, O(dispatch_inflight) },
+	{ "HANDOFF_AFTER_MS", "handoff-after-ms", 0, CONFIG_INT, "10000", "NOTIFIER=remote: a payroll the spy has not acknowledged this long is handed over again, ms", 100, 86400000, NULL, O(handoff_after_ms) },
 	{ "DELIVERY_WORKERS", "delivery-workers", 0, CONFIG_INT, "4", "SMTP delivery threads", 1, 64, NULL, O(workers) },
 	{ "DELIVERY_BATCH", "delivery-batch", 0, CONFIG_INT, "200", "mails per SMTP session", 1, 10000, NULL, O(batch) },
 	{ "DELIVERY_POLL_MS", "delivery-poll-ms", 0, CONFIG_INT, "1000", "outbox poll for due retries, ms", 10, 3600000, NULL, O(poll_ms) },
@@ -99,6 +102,7 @@ main(int argc, char **argv)
 	struct http_server_config hc;
 	struct http_server *srv;
 	char err[512] = "";
+	struct handoff *handoff = NULL;
 	int argind = 0, rc, remote, smtp_only;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -184,11 +188,25 @@ main(int argc, char **argv)
 			.timeout_ms = (unsigned)cfg.spy_timeout_ms,
 			.mail_domain = cfg.mail_domain,
 		};
+		if (remote) {
+			struct handoff_config hoc = {
+				.conninfo = cfg.database_url,
+				.poll_ms = (unsigned)cfg.poll_ms,
+				.after_ms = (unsigned)cfg.handoff_after_ms,
+				.retry_base_ms = (unsigned)cfg.retry_base_ms,
+				.retry_max_ms = (unsigned)cfg.retry_max_ms,
+			};
+			handoff = handoff_new(&hoc);
+			pc.acknowledged = handoff_acknowledged;
+			pc.ack_arg = handoff;
+		}
 		api.dispatch = dispatch_start(&pc, err, sizeof(err));
 		if (api.dispatch == NULL) {
 			fprintf(stderr, "mailer-real: %s\n", err);
 			return 2;
 		}
+		if (handoff != NULL)
+			handoff_start(handoff, api.dispatch);
 	}
 	api.gc = group_commit_start(cfg.database_url, "postgresMono",
 	    (size_t)cfg.commit_batch, outbox_apply, payroll_committed, &api);
@@ -213,6 +231,7 @@ main(int argc, char **argv)
 	group_commit_stop(api.gc);
 	http_server_free(srv);
 	dispatch_stop(api.dispatch);
+	handoff_stop(handoff);
 	delivery_stop(api.delivery);
 	payroll_api_cleanup(&api);
 	log_info("stopped");

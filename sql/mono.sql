@@ -44,3 +44,13 @@ create index if not exists sent_mail_payroll on sent_mail (payroll_id);
 
 insert into schema_version (version, note)
 	values (1, 'payroll, sent_mail') on conflict (version) do nothing;
+
+-- Version 2: in NOTIFIER=remote the hand-off to mailer-spy is the mail, so
+-- it is recorded: a delegated row with no handed_off_at is handed over again.
+alter table sent_mail add column if not exists handed_off_at timestamptz;
+create index if not exists sent_mail_handoff_due
+	on sent_mail (next_attempt_at)
+	where status = 'delegated' and handed_off_at is null;
+
+insert into schema_version (version, note)
+	values (2, 'sent_mail.handed_off_at') on conflict (version) do nothing;

@@ -186,6 +186,11 @@ def reset_outbox():
     harness.execute(harness.MONO_URL,
                     "update sent_mail set status = 'failed', last_error = 'reset by test' "
                     "where status = 'pending'")
+    # and no unacknowledged delegated row: a NOTIFIER=remote mailer-real
+    # would hand it to this test's spy again
+    harness.execute(harness.MONO_URL,
+                    "update sent_mail set handed_off_at = now() "
+                    "where status = 'delegated' and handed_off_at is null")
 
 
 def mono_env(smtp_port, **extra):

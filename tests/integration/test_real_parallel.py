@@ -53,6 +53,9 @@ class RealParallelTest(unittest.TestCase):
     def setUp(self):
         reset_outbox()
 
+    def tearDown(self):
+        reset_outbox()
+
     def env(self, **kw):
         base = {"NOTIFIER": "parallel", "SPY_TIMEOUT_MS": "1000"}
         base.update(kw)
