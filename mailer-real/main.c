@@ -1,8 +1,8 @@
 /*
  * mailer-real: the payroll monolith. Wires the configuration, the HTTP
  * API (payroll.c), the group committer writing the outbox (outbox.c), the
- * SMTP delivery workers (delivery.c) and the Parallel Run dispatcher
- * (dispatch.c). docs/MAILER-REAL.md describes the whole.
+ * SMTP delivery workers (common/delivery.c, on sent_mail) and the Parallel
+ * Run dispatcher (dispatch.c). docs/MAILER-REAL.md describes the whole.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/smtp_send.h"
 #include "common/util.h"
-#include "delivery.h"
+#include "common/delivery.h"
 #include "dispatch.h"
 #include "handoff.h"
 #include "legacy_render.h"
@@ -154,6 +154,8 @@ main(int argc, char **argv)
 	if (!remote) {
 		struct delivery_config dc = {
 			.conninfo = cfg.database_url,
+			.store_name = "postgresMono",
+			.table = "sent_mail",
 			.smtp = {
 				.host = cfg.smtp_host,
 				.port = (unsigned)cfg.smtp_port,

@@ -1,6 +1,6 @@
 /*
- * outbox: see outbox.h. Batches travel to PostgreSQL as arrays (text
- * literals built here, unnest()ed by the server), so a group commit of a
+ * outbox: see outbox.h. Batches travel to PostgreSQL as arrays
+ * (common/sql_array.h, unnest()ed by the server), so a group commit of a
  * hundred payrolls costs three statements, not two hundred.
  */
 #include "outbox.h"
@@ -14,81 +14,9 @@
 
 #include "common/db.h"
 #include "common/log.h"
+#include "common/sql_array.h"
 #include "common/util.h"
 #include "legacy_render.h"
-
-/* A PostgreSQL array literal under construction: {"a","b",NULL}. */
-struct arr {
-	char *p;
-	size_t len, cap;
-	int n;
-};
-
-static void
-arr_raw(struct arr *a, const char *s, size_t n)
-{
-	if (a->len + n + 2 > a->cap) {
-		size_t cap = a->cap ? a->cap : 256;
-		while (cap < a->len + n + 2)
-			cap *= 2;
-		a->p = xrealloc(a->p, cap);
-		a->cap = cap;
-	}
-	memcpy(a->p + a->len, s, n);
-	a->len += n;
-	a->p[a->len] = '\0';
-}
-
-static void
-arr_sep(struct arr *a)
-{
-	arr_raw(a, a->n++ == 0 ? "{" : ",", 1);
-}
-
-static void
-arr_text(struct arr *a, const char *s)
-{
-	const char *p;
-
-	arr_sep(a);
-	if (s == NULL) {
-		arr_raw(a, "NULL", 4);
-		return;
-	}
-	arr_raw(a, "\"", 1);
-	for (p = s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			arr_raw(a, "\\", 1);
-		arr_raw(a, p, 1);
-	}
-	arr_raw(a, "\"", 1);
-}
-
-static void
-arr_int(struct arr *a, int64_t v)
-{
-	char num[32];
-
-	arr_sep(a);
-	snprintf(num, sizeof(num), "%" PRId64, v);
-	arr_raw(a, num, strlen(num));
-}
-
-static const char *
-arr_done(struct arr *a)
-{
-	if (a->n == 0)
-		arr_raw(a, "{", 1);
-	arr_raw(a, "}", 1);
-	return a->p;
-}
-
-static void
-arr_free(struct arr *a)
-{
-	free(a->p);
-	memset(a, 0, sizeof(*a));
-}
 
 void
 outbox_request_hash(const char *ship_to, int64_t cents, char out[65])
@@ -149,7 +77,7 @@ static const char replay_sql[] =
 static int
 find_replays(PGconn *conn, struct outbox_item **it, size_t n)
 {
-	struct arr keys = { 0 };
+	struct sql_array keys = { 0 };
 	const char *params[1];
 	PGresult *res = NULL;
 	int rc = -1, r, rows;
@@ -157,8 +85,8 @@ find_replays(PGconn *conn, struct outbox_item **it, size_t n)
 
 	for (i = 0; i < n; i++)
 		if (it[i]->id == 0)
-			arr_text(&keys, it[i]->idem_key);
-	params[0] = arr_done(&keys);
+			sql_array_text(&keys, it[i]->idem_key);
+	params[0] = sql_array_done(&keys);
 	res = PQexecParams(conn, replay_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warnx("outbox: idempotency lookup: %s", db_error(conn, res));
@@ -194,7 +122,7 @@ find_replays(PGconn *conn, struct outbox_item **it, size_t n)
 	rc = 0;
 done:
 	PQclear(res);
-	arr_free(&keys);
+	sql_array_free(&keys);
 	return rc;
 }
 
@@ -203,7 +131,7 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 {
 	const struct outbox_config *cfg = arg;
 	struct outbox_item **it = (struct outbox_item **)items;
-	struct arr a[9];
+	struct sql_array a[9];
 	const char *params[10];
 	char count[24], err[256];
 	PGresult *res = NULL;
@@ -236,15 +164,15 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 		it[i]->destination = xstrdup(m.destination);
 		free(it[i]->status);
 		it[i]->status = xstrdup(cfg->initial_status);
-		arr_int(&a[0], id);
-		arr_text(&a[1], it[i]->ship_to);
-		arr_int(&a[2], it[i]->total_cents);
-		arr_text(&a[3], it[i]->idem_key);
-		arr_text(&a[4], it[i]->idem_key ? it[i]->request_hash : NULL);
-		arr_text(&a[5], it[i]->correlation_id);
-		arr_text(&a[6], m.destination);
-		arr_text(&a[7], m.subject);
-		arr_text(&a[8], m.body);
+		sql_array_int(&a[0], id);
+		sql_array_text(&a[1], it[i]->ship_to);
+		sql_array_int(&a[2], it[i]->total_cents);
+		sql_array_text(&a[3], it[i]->idem_key);
+		sql_array_text(&a[4], it[i]->idem_key ? it[i]->request_hash : NULL);
+		sql_array_text(&a[5], it[i]->correlation_id);
+		sql_array_text(&a[6], m.destination);
+		sql_array_text(&a[7], m.subject);
+		sql_array_text(&a[8], m.body);
 		legacy_mail_clear(&m);
 	}
 	/* remember the ids we asked for, to tell inserted from replayed */
@@ -254,7 +182,7 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 			want[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
 		PQclear(res);
 		for (k = 0; k < 9; k++)
-			params[k] = arr_done(&a[k]);
+			params[k] = sql_array_done(&a[k]);
 		params[9] = cfg->initial_status;
 		res = PQexecParams(conn, insert_sql, 10, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -279,132 +207,6 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 done:
 	PQclear(res);
 	for (k = 0; k < 9; k++)
-		arr_free(&a[k]);
-	return rc;
-}
-
-static const char claim_sql[] =
-    "SELECT id, correlation_id, destination, subject, body, attempts"
-    " FROM sent_mail WHERE status = 'pending' AND next_attempt_at <= now()"
-    " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED";
-
-static int
-exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
-{
-	PGresult *res = PQexec(conn, sql);
-	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-
-	if (rc != 0)
-		snprintf(err, errlen, "%s: %s", sql, db_error(conn, res));
-	PQclear(res);
-	return rc;
-}
-
-int
-outbox_claim(PGconn *conn, size_t max, struct outbox_mail **out, char *err,
-    size_t errlen)
-{
-	char lim[24];
-	const char *params[1] = { lim };
-	PGresult *res;
-	struct outbox_mail *m = NULL;
-	int i, rows;
-
-	*out = NULL;
-	if (exec_cmd(conn, "BEGIN", err, errlen) != 0)
-		return -1;
-	snprintf(lim, sizeof(lim), "%zu", max);
-	res = PQexecParams(conn, claim_sql, 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "claim: %s", db_error(conn, res));
-		PQclear(res);
-		outbox_release(conn);
-		return -1;
-	}
-	rows = PQntuples(res);
-	if (rows > 0)
-		m = xcalloc((size_t)rows, sizeof(*m));
-	for (i = 0; i < rows; i++) {
-		m[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		snprintf(m[i].correlation_id, sizeof(m[i].correlation_id), "%s",
-		    PQgetvalue(res, i, 1));
-		m[i].destination = xstrdup(PQgetvalue(res, i, 2));
-		m[i].subject = xstrdup(PQgetvalue(res, i, 3));
-		m[i].body = xstrdup(PQgetvalue(res, i, 4));
-		m[i].attempts = atoi(PQgetvalue(res, i, 5));
-	}
-	PQclear(res);
-	if (rows == 0)
-		outbox_release(conn);
-	*out = m;
-	return rows;
-}
-
-void
-outbox_release(PGconn *conn)
-{
-	PQclear(PQexec(conn, "ROLLBACK"));
-}
-
-void
-outbox_mails_free(struct outbox_mail *m, size_t n)
-{
-	size_t i;
-
-	if (m == NULL)
-		return;
-	for (i = 0; i < n; i++) {
-		free(m[i].destination);
-		free(m[i].subject);
-		free(m[i].body);
-	}
-	free(m);
-}
-
-static const char settle_sql[] =
-    "UPDATE sent_mail s SET status = u.status, attempts = s.attempts + 1,"
-    " last_error = u.err,"
-    " sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE s.sent_at END,"
-    " next_attempt_at = CASE WHEN u.status = 'pending'"
-    "  THEN now() + u.delay * interval '1 millisecond' ELSE s.next_attempt_at END"
-    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
-    "  AS u(id, status, err, delay)"
-    " WHERE s.id = u.id";
-
-int
-outbox_settle(PGconn *conn, const struct outbox_outcome *o, size_t n,
-    char *err, size_t errlen)
-{
-	static const char *const fate_names[] = {
-		[OUTBOX_SENT] = "sent", [OUTBOX_RETRY] = "pending",
-		[OUTBOX_FAILED] = "failed",
-	};
-	struct arr a[4];
-	const char *params[4];
-	PGresult *res;
-	size_t i;
-	int rc = 0;
-
-	memset(a, 0, sizeof(a));
-	for (i = 0; i < n; i++) {
-		arr_int(&a[0], o[i].id);
-		arr_text(&a[1], fate_names[o[i].fate]);
-		arr_text(&a[2], o[i].error);
-		arr_int(&a[3], o[i].fate == OUTBOX_RETRY ? o[i].retry_in_ms : 0);
-	}
-	for (i = 0; i < 4; i++)
-		params[i] = arr_done(&a[i]);
-	res = PQexecParams(conn, settle_sql, 4, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "settle: %s", db_error(conn, res));
-		rc = -1;
-	}
-	PQclear(res);
-	if (rc == 0)
-		rc = exec_cmd(conn, "COMMIT", err, errlen);
-	else
-		outbox_release(conn);
-	for (i = 0; i < 4; i++)
-		arr_free(&a[i]);
+		sql_array_free(&a[k]);
 	return rc;
 }

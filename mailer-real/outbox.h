@@ -10,10 +10,9 @@
  * payroll is read back instead (or the item is marked a conflict when the
  * body differs).
  *
- * Delivering: outbox_claim locks due pending rows for one worker in a
- * transaction (FOR UPDATE SKIP LOCKED: workers in any number of processes
- * never get the same row), outbox_settle records each mail's fate with the
- * retry schedule and commits: one commit per SMTP batch.
+ * Delivering is common/delivery.h's, on the table sent_mail: workers claim
+ * due pending rows with FOR UPDATE SKIP LOCKED, send a batch over one SMTP
+ * session and settle it in the same transaction.
  */
 #ifndef MAILER_REAL_OUTBOX_H
 #define MAILER_REAL_OUTBOX_H
@@ -60,39 +59,5 @@ void outbox_item_free(struct outbox_item *it);
 
 /* sha-256 hex over (ship_to, cents): what makes two bodies the same. */
 void outbox_request_hash(const char *ship_to, int64_t cents, char out[65]);
-
-/* One claimed row. */
-struct outbox_mail {
-	int64_t id;
-	char correlation_id[IDS_UUID_LEN + 1];
-	char *destination, *subject, *body;
-	int attempts;			/* before this one */
-};
-
-/*
- * Opens a transaction and locks up to max due pending rows in it (FOR
- * UPDATE SKIP LOCKED: workers anywhere skip them). Returns the count (rows
- * in *out, freed with outbox_mails_free), or -1 with err. With rows, the
- * transaction stays open until outbox_settle commits it or
- * outbox_release rolls it back; with none it is already closed.
- */
-int outbox_claim(PGconn *conn, size_t max, struct outbox_mail **out,
-    char *err, size_t errlen);
-/* Rolls back a claim: the rows are due again at once, for anyone. */
-void outbox_release(PGconn *conn);
-void outbox_mails_free(struct outbox_mail *m, size_t n);
-
-enum outbox_fate { OUTBOX_SENT, OUTBOX_RETRY, OUTBOX_FAILED };
-
-struct outbox_outcome {
-	int64_t id;
-	enum outbox_fate fate;
-	long retry_in_ms;		/* OUTBOX_RETRY */
-	const char *error;		/* last error, NULL when sent */
-};
-
-/* Records the outcomes in one statement and commits the claim. 0 or -1 with err. */
-int outbox_settle(PGconn *conn, const struct outbox_outcome *o, size_t n,
-    char *err, size_t errlen);
 
 #endif

@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/validate.h"
-#include "delivery.h"
+#include "common/delivery.h"
 #include "dispatch.h"
 #include "legacy_render.h"
 

@@ -27,6 +27,21 @@ struct spy_config {
 	long max_batch;
 	long max_pending;
 	long max_body;
+	/* SPY_MODE=live only: SMTP and delivery (common/delivery.h) */
+	const char *smtp_host;
+	long smtp_port;
+	const char *smtp_starttls;
+	const char *smtp_user;
+	const char *smtp_password;
+	const char *smtp_ca_file;
+	int smtp_tls_verify;
+	long smtp_timeout_s;
+	long delivery_workers;
+	long delivery_batch;
+	long delivery_poll_ms;
+	long retry_base_ms;
+	long retry_max_ms;
+	long max_attempts;
 };
 
 struct spy {

@@ -1,11 +1,15 @@
 /*
  * mailer-spy: the microservice of the Parallel Run. It renders the payroll
  * e-mail with its own code and records what it would have sent in
- * postgresMicro, sending nothing (SPY_MODE=spy). See docs/SPY.md.
+ * postgresMicro, sending nothing (SPY_MODE=spy). See docs/SPY.md. With
+ * SPY_MODE=live (the canary's new path, docs/SPY-LIVE.md) each new record
+ * is also queued for delivery in the same transaction, and delivery
+ * workers (common/delivery.h, on spied_mail) send it over SMTP.
  *
  * main only wires: configuration, logging, the template, the store's
- * committer, the HTTP server, and the orderly stop on SIGTERM/SIGINT
- * (drain requests in flight, then the committer, then exit 0).
+ * committer, the delivery workers in live mode, the HTTP server, and the
+ * orderly stop on SIGTERM/SIGINT (drain requests in flight, then the
+ * committer, then the batch being delivered, then exit 0).
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -13,8 +17,10 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/delivery.h"
 #include "common/http.h"
 #include "common/log.h"
+#include "common/smtp_send.h"
 #include "handlers.h"
 #include "render.h"
 #include "store.h"
@@ -38,7 +44,7 @@ static const struct config_option options[] = {
 	  .def = "payroll@example.com", .help = "sender (live mode)",
 	  .offset = offsetof(struct spy_config, mail_from) },
 	{ .env = "SPY_MODE", .flag = "mode", .type = CONFIG_CHOICE, .def = "spy",
-	  .choices = "spy|live", .help = "spy: record only (live: not yet)",
+	  .choices = "spy|live", .help = "spy: record only; live: record and send",
 	  .offset = offsetof(struct spy_config, mode) },
 	{ .env = "SPY_TOKEN", .flag = "token", .type = CONFIG_STRING,
 	  .help = "require Authorization: Bearer TOKEN",
@@ -60,6 +66,51 @@ static const struct config_option options[] = {
 	  .def = "65536", .min = 256, .max = 16777216,
 	  .help = "largest request body in bytes (else 413)",
 	  .offset = offsetof(struct spy_config, max_body) },
+	{ .env = "SMTP_HOST", .flag = "smtp-host", .type = CONFIG_STRING,
+	  .def = "localhost", .help = "SMTP server (live mode)",
+	  .offset = offsetof(struct spy_config, smtp_host) },
+	{ .env = "SMTP_PORT", .flag = "smtp-port", .type = CONFIG_INT, .def = "25",
+	  .min = 1, .max = 65535, .help = "SMTP port (live mode)",
+	  .offset = offsetof(struct spy_config, smtp_port) },
+	{ .env = "SMTP_STARTTLS", .flag = "smtp-starttls", .type = CONFIG_CHOICE,
+	  .def = "off", .choices = "off|required", .help = "off|required",
+	  .offset = offsetof(struct spy_config, smtp_starttls) },
+	{ .env = "SMTP_USER", .flag = "smtp-user", .type = CONFIG_STRING,
+	  .help = "SMTP AUTH user", .offset = offsetof(struct spy_config, smtp_user) },
+	{ .env = "SMTP_PASSWORD", .flag = "smtp-password", .type = CONFIG_STRING,
+	  .help = "SMTP AUTH password",
+	  .offset = offsetof(struct spy_config, smtp_password) },
+	{ .env = "SMTP_CA_FILE", .flag = "smtp-ca-file", .type = CONFIG_STRING,
+	  .help = "PEM CAs trusted for STARTTLS (default: system)",
+	  .offset = offsetof(struct spy_config, smtp_ca_file) },
+	{ .env = "SMTP_TLS_VERIFY", .flag = "smtp-tls-verify", .type = CONFIG_BOOL,
+	  .def = "true", .help = "check the server certificate",
+	  .offset = offsetof(struct spy_config, smtp_tls_verify) },
+	{ .env = "SMTP_TIMEOUT_S", .flag = "smtp-timeout", .type = CONFIG_INT,
+	  .def = "30", .min = 1, .max = 3600, .help = "SMTP timeout per step, s",
+	  .offset = offsetof(struct spy_config, smtp_timeout_s) },
+	{ .env = "DELIVERY_WORKERS", .flag = "delivery-workers", .type = CONFIG_INT,
+	  .def = "2", .min = 1, .max = 64, .help = "SMTP delivery threads (live)",
+	  .offset = offsetof(struct spy_config, delivery_workers) },
+	{ .env = "DELIVERY_BATCH", .flag = "delivery-batch", .type = CONFIG_INT,
+	  .def = "200", .min = 1, .max = 10000, .help = "mails per SMTP session",
+	  .offset = offsetof(struct spy_config, delivery_batch) },
+	{ .env = "DELIVERY_POLL_MS", .flag = "delivery-poll-ms", .type = CONFIG_INT,
+	  .def = "1000", .min = 10, .max = 3600000,
+	  .help = "poll for due retries, ms",
+	  .offset = offsetof(struct spy_config, delivery_poll_ms) },
+	{ .env = "DELIVERY_RETRY_BASE_MS", .flag = "retry-base-ms",
+	  .type = CONFIG_INT, .def = "1000", .min = 1, .max = 86400000,
+	  .help = "first retry delay, ms",
+	  .offset = offsetof(struct spy_config, retry_base_ms) },
+	{ .env = "DELIVERY_RETRY_MAX_MS", .flag = "retry-max-ms",
+	  .type = CONFIG_INT, .def = "600000", .min = 1, .max = 86400000,
+	  .help = "longest retry delay, ms",
+	  .offset = offsetof(struct spy_config, retry_max_ms) },
+	{ .env = "DELIVERY_MAX_ATTEMPTS", .flag = "max-attempts",
+	  .type = CONFIG_INT, .def = "10", .min = 1, .max = 1000,
+	  .help = "attempts before a mail is failed",
+	  .offset = offsetof(struct spy_config, max_attempts) },
 	{ .env = "LOG_LEVEL", .flag = "log-level", .type = CONFIG_CHOICE,
 	  .def = "info", .choices = "debug|info|warn|error", .help = "log level",
 	  .offset = offsetof(struct spy_config, log_level) },
@@ -69,6 +120,54 @@ static const struct config_option options[] = {
 	CONFIG_OPTIONS_END
 };
 
+/* The live mode's workers; NULL in spy mode (delivery_wake ignores NULL). */
+static struct delivery *live_delivery;
+
+/* The store's callback: answer the request, then wake a delivery worker. */
+static void
+record_done(struct spy_record *rec, enum gc_outcome outcome, void *arg)
+{
+	int queued = outcome == GC_OK && rec->inserted;
+
+	spy_record_done(rec, outcome, arg);
+	if (queued)
+		delivery_wake(live_delivery);
+}
+
+static struct delivery *
+live_start(const struct spy_config *cfg)
+{
+	struct delivery_config dc = {
+		.conninfo = cfg->micro_url,
+		.store_name = "postgresMicro",
+		.table = "spied_mail",
+		.smtp = {
+			.host = cfg->smtp_host,
+			.port = (unsigned)cfg->smtp_port,
+			.starttls_required = strcmp(cfg->smtp_starttls, "required") == 0,
+			.ca_file = cfg->smtp_ca_file,
+			.tls_verify = cfg->smtp_tls_verify,
+			.user = cfg->smtp_user,
+			.password = cfg->smtp_password,
+			.timeout_s = (unsigned)cfg->smtp_timeout_s,
+		},
+		.mail_from = cfg->mail_from,
+		.mail_domain = cfg->mail_domain,
+		.workers = (unsigned)cfg->delivery_workers,
+		.batch = (size_t)cfg->delivery_batch,
+		.poll_ms = (unsigned)cfg->delivery_poll_ms,
+		.retry_base_ms = (unsigned)cfg->retry_base_ms,
+		.retry_max_ms = (unsigned)cfg->retry_max_ms,
+		.max_attempts = (unsigned)cfg->max_attempts,
+	};
+	struct delivery *d;
+	char err[512];
+
+	if ((d = delivery_start(&dc, err, sizeof(err))) == NULL)
+		fprintf(stderr, "mailer-spy: live mode: %s\n", err);
+	return d;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -77,7 +176,7 @@ main(int argc, char **argv)
 	struct http_server *srv;
 	struct spy spy;
 	char err[512];
-	int argind, rc;
+	int argind, rc, live;
 
 	config_set_synopsis("mailer-spy", "[options]");
 	rc = config_load(options, &cfg, argc, argv, &argind, err, sizeof(err));
@@ -101,9 +200,15 @@ main(int argc, char **argv)
 		    "--micro-database-url) is required\n");
 		return 2;
 	}
-	if (strcmp(cfg.mode, "live") == 0) {
-		fprintf(stderr, "mailer-spy: SPY_MODE=live is not implemented in "
-		    "this build; use SPY_MODE=spy\n");
+	live = strcmp(cfg.mode, "live") == 0;
+	if (live && !smtp_address_ok(cfg.mail_from)) {
+		fprintf(stderr, "mailer-spy: MAIL_FROM '%s' is not a plain address\n",
+		    cfg.mail_from);
+		return 2;
+	}
+	if (live && (cfg.smtp_user == NULL) != (cfg.smtp_password == NULL)) {
+		fprintf(stderr, "mailer-spy: SMTP_USER and SMTP_PASSWORD go "
+		    "together\n");
 		return 2;
 	}
 	if (!render_domain_ok(cfg.mail_domain)) {
@@ -120,8 +225,22 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailer-spy: SPY_TEMPLATE: %s\n", err);
 		return 2;
 	}
-	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch,
-	    spy_record_done, &spy);
+	if (live) {
+		rc = store_live_schema_ok(cfg.micro_url, err, sizeof(err));
+		if (rc == 0) {
+			fprintf(stderr, "mailer-spy: SPY_MODE=live: %s\n", err);
+			render_template_free(spy.body_template);
+			return 2;
+		}
+		if (rc == -1)
+			log_warnx("cannot check the schema yet: %s", err);
+		if ((live_delivery = live_start(&cfg)) == NULL) {
+			render_template_free(spy.body_template);
+			return 2;
+		}
+	}
+	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch, live,
+	    record_done, &spy);
 
 	memset(&hc, 0, sizeof(hc));
 	hc.service = "mailer-spy";
@@ -136,14 +255,20 @@ main(int argc, char **argv)
 	if ((srv = http_server_start(&hc, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
 		store_stop(spy.store);
+		delivery_stop(live_delivery);
 		render_template_free(spy.body_template);
 		return 1;
 	}
 	log_info("listening on port %ld, mode %s, template %s", cfg.port,
 	    cfg.mode, cfg.template_path ? cfg.template_path : "canonical");
+	if (live)
+		log_info("live: delivering over SMTP %s:%ld as %s, %ld worker(s)",
+		    cfg.smtp_host, cfg.smtp_port, cfg.mail_from,
+		    cfg.delivery_workers);
 
 	http_server_wait_signal(srv);
 	store_stop(spy.store);
+	delivery_stop(live_delivery);
 	http_server_free(srv);
 	render_template_free(spy.body_template);
 	log_info("stopped");

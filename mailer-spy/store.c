@@ -4,7 +4,9 @@
  * and, when some rows were not inserted (ids already stored, or repeated
  * inside the batch), one SELECT of the stored rows for those ids, both in
  * the committer's transaction. Within a batch the first request with an id
- * is the one inserted, as PostgreSQL inserts VALUES rows in order.
+ * is the one inserted, as PostgreSQL inserts VALUES rows in order. In live
+ * mode the row goes in as 'pending' (due now): the record and its place
+ * in the delivery outbox commit together, so an accepted mail is never lost.
  */
 #include "store.h"
 
@@ -21,6 +23,7 @@
 
 struct store {
 	struct group_commit *gc;
+	int live;
 	store_done_fn done;
 	void *arg;
 };
@@ -32,7 +35,7 @@ rec_of(struct gc_item *it)
 }
 
 static int
-insert_rows(PGconn *conn, struct gc_item **items, size_t n)
+insert_rows(PGconn *conn, struct gc_item **items, size_t n, int live)
 {
 	const char **vals = xcalloc(n * COLS, sizeof(*vals));
 	char (*ids)[24] = xcalloc(n, sizeof(*ids));
@@ -42,8 +45,9 @@ insert_rows(PGconn *conn, struct gc_item **items, size_t n)
 	int rc = -1, rows;
 	char *part;
 
-	sql.p = xstrdup("INSERT INTO spied_mail (correlation_id, payroll_id, "
-	    "destination, subject, body) VALUES ");
+	sql.p = xasprintf("INSERT INTO spied_mail (correlation_id, payroll_id, "
+	    "destination, subject, body%s) VALUES ",
+	    live ? ", status, next_attempt_at" : "");
 	sql.len = strlen(sql.p);
 	for (i = 0; i < n; i++) {
 		struct spy_record *r = rec_of(items[i]);
@@ -56,8 +60,9 @@ insert_rows(PGconn *conn, struct gc_item **items, size_t n)
 		vals[i * COLS + 4] = r->mail.body;
 		r->inserted = 0;
 		k = i * COLS;
-		part = xasprintf("%s($%zu::uuid, $%zu::bigint, $%zu, $%zu, $%zu)",
-		    i ? ", " : "", k + 1, k + 2, k + 3, k + 4, k + 5);
+		part = xasprintf("%s($%zu::uuid, $%zu::bigint, $%zu, $%zu, $%zu%s)",
+		    i ? ", " : "", k + 1, k + 2, k + 3, k + 4, k + 5,
+		    live ? ", 'pending', now()" : "");
 		sql.p = xrealloc(sql.p, sql.len + strlen(part) + 1);
 		memcpy(sql.p + sql.len, part, strlen(part) + 1);
 		sql.len += strlen(part);
@@ -160,8 +165,9 @@ out:
 static int
 apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 {
-	(void)arg;
-	if (insert_rows(conn, items, n) == -1)
+	struct store *st = arg;
+
+	if (insert_rows(conn, items, n, st->live) == -1)
 		return -1;
 	return fetch_first(conn, items, n);
 }
@@ -175,16 +181,47 @@ done(struct gc_item *item, enum gc_outcome outcome, void *arg)
 }
 
 struct store *
-store_start(const char *conninfo, size_t max_batch, store_done_fn done_fn,
-    void *arg)
+store_start(const char *conninfo, size_t max_batch, int live,
+    store_done_fn done_fn, void *arg)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
 
+	st->live = live;
 	st->done = done_fn;
 	st->arg = arg;
 	st->gc = group_commit_start(conninfo, "postgresMicro", max_batch, apply,
 	    done, st);
 	return st;
+}
+
+int
+store_live_schema_ok(const char *conninfo, char *err, size_t errlen)
+{
+	PGconn *conn = PQconnectdb(conninfo);
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "postgresMicro: %s", db_error(conn, NULL));
+		goto out;
+	}
+	res = PQexec(conn, "SELECT count(*) FROM information_schema.columns"
+	    " WHERE table_schema = current_schema() AND table_name = 'spied_mail'"
+	    " AND column_name IN ('status', 'attempts', 'last_error',"
+	    " 'next_attempt_at', 'sent_at')");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "postgresMicro: %s", db_error(conn, res));
+		goto out;
+	}
+	rc = strcmp(PQgetvalue(res, 0, 0), "5") == 0;
+	if (!rc)
+		snprintf(err, errlen, "spied_mail has no delivery columns; apply "
+		    "sql/micro.sql (schema version 2) to postgresMicro first");
+out:
+	err[strcspn(err, "\n")] = '\0';
+	PQclear(res);
+	PQfinish(conn);
+	return rc;
 }
 
 void

@@ -30,9 +30,19 @@ struct store;
 typedef void (*store_done_fn)(struct spy_record *rec, enum gc_outcome outcome,
     void *arg);
 
-/* done runs on the committer thread and must not block. */
-struct store *store_start(const char *conninfo, size_t max_batch,
+/*
+ * done runs on the committer thread and must not block. live: each new row
+ * is also queued for delivery (status 'pending', sql/micro.sql version 2)
+ * in the same transaction.
+ */
+struct store *store_start(const char *conninfo, size_t max_batch, int live,
     store_done_fn done, void *arg);
+/*
+ * Live mode needs spied_mail's delivery columns (sql/micro.sql version 2).
+ * 1: they are there; 0: missing (err says what to run); -1: the database
+ * could not be asked (err says why).
+ */
+int store_live_schema_ok(const char *conninfo, char *err, size_t errlen);
 void store_submit(struct store *st, struct spy_record *rec);
 size_t store_pending(const struct store *st);
 /* Writes what was submitted (each done called), then stops. */

@@ -1,12 +1,14 @@
 /*
- * delivery: see delivery.h. Delivery is at least once: a row stays locked
- * in the worker's transaction during the SMTP session and is settled by
- * the commit after it; a crash in between rolls the transaction back and
- * the row goes again (the Message-Id, derived from the correlation id,
- * lets a receiver spot the duplicate).
+ * delivery: see delivery.h. A row stays locked in the worker's transaction
+ * during the SMTP session and is settled by the commit after it; a crash
+ * in between rolls the transaction back and the row goes again (the
+ * Message-Id, derived from the correlation id, lets a receiver spot the
+ * duplicate). The claim and settle statements are built once at start for
+ * the configured table; a batch travels as arrays (common/sql_array.h).
  */
 #include "delivery.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -18,8 +20,25 @@
 #include "common/db.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/sql_array.h"
 #include "common/util.h"
-#include "outbox.h"
+
+/* One claimed row. */
+struct queued_mail {
+	int64_t id;
+	char correlation_id[40];
+	char *destination, *subject, *body;
+	int attempts;			/* before this one */
+};
+
+enum fate { FATE_SENT, FATE_RETRY, FATE_FAILED };
+
+struct outcome {
+	int64_t id;
+	enum fate fate;
+	long retry_in_ms;		/* FATE_RETRY */
+	const char *error;		/* last error, NULL when sent */
+};
 
 struct worker {
 	struct delivery *d;
@@ -36,6 +55,7 @@ struct delivery {
 	unsigned long wakes;
 	int stopping;
 	struct worker *workers;
+	char *claim_sql, *settle_sql;
 	struct metric *m_sent, *m_retry, *m_failed, *m_refused;
 	struct metric *m_session_ok, *m_session_fail, *m_batch, *m_session_s;
 };
@@ -53,15 +73,136 @@ backoff_ms(const struct delivery_config *cfg, int attempts)
 	return d > (long)cfg->retry_max_ms ? (long)cfg->retry_max_ms : d;
 }
 
+static int
+exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+
+	if (rc != 0)
+		snprintf(err, errlen, "%s: %s", sql, db_error(conn, res));
+	PQclear(res);
+	return rc;
+}
+
+/* Rolls back a claim: the rows are due again at once, for anyone. */
+static void
+release(PGconn *conn)
+{
+	PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+static void
+mails_free(struct queued_mail *m, size_t n)
+{
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		free(m[i].destination);
+		free(m[i].subject);
+		free(m[i].body);
+	}
+	free(m);
+}
+
+/*
+ * Opens a transaction and locks up to max due pending rows in it. Returns
+ * the count (rows in *out), or -1 with err. With rows, the transaction
+ * stays open until settle commits it or release rolls it back; with none
+ * it is already closed.
+ */
+static int
+claim(struct delivery *d, PGconn *conn, struct queued_mail **out, char *err,
+    size_t errlen)
+{
+	char lim[24];
+	const char *params[1] = { lim };
+	PGresult *res;
+	struct queued_mail *m = NULL;
+	int i, rows;
+
+	*out = NULL;
+	if (exec_cmd(conn, "BEGIN", err, errlen) != 0)
+		return -1;
+	snprintf(lim, sizeof(lim), "%zu", d->cfg.batch);
+	res = PQexecParams(conn, d->claim_sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "claim from %s: %s", d->cfg.table,
+		    db_error(conn, res));
+		PQclear(res);
+		release(conn);
+		return -1;
+	}
+	rows = PQntuples(res);
+	if (rows > 0)
+		m = xcalloc((size_t)rows, sizeof(*m));
+	for (i = 0; i < rows; i++) {
+		m[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		snprintf(m[i].correlation_id, sizeof(m[i].correlation_id), "%s",
+		    PQgetvalue(res, i, 1));
+		m[i].destination = xstrdup(PQgetvalue(res, i, 2));
+		m[i].subject = xstrdup(PQgetvalue(res, i, 3));
+		m[i].body = xstrdup(PQgetvalue(res, i, 4));
+		m[i].attempts = atoi(PQgetvalue(res, i, 5));
+	}
+	PQclear(res);
+	if (rows == 0)
+		release(conn);
+	*out = m;
+	return rows;
+}
+
+/* Records the outcomes in one statement and commits the claim. */
+static int
+settle(struct delivery *d, PGconn *conn, const struct outcome *o, size_t n,
+    char *err, size_t errlen)
+{
+	static const char *const fate_names[] = {
+		[FATE_SENT] = "sent", [FATE_RETRY] = "pending",
+		[FATE_FAILED] = "failed",
+	};
+	struct sql_array a[4];
+	const char *params[4];
+	PGresult *res;
+	size_t i;
+	int rc = 0;
+
+	memset(a, 0, sizeof(a));
+	for (i = 0; i < n; i++) {
+		sql_array_int(&a[0], o[i].id);
+		sql_array_text(&a[1], fate_names[o[i].fate]);
+		sql_array_text(&a[2], o[i].error);
+		sql_array_int(&a[3], o[i].fate == FATE_RETRY ? o[i].retry_in_ms : 0);
+	}
+	for (i = 0; i < 4; i++)
+		params[i] = sql_array_done(&a[i]);
+	res = PQexecParams(conn, d->settle_sql, 4, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(err, errlen, "settle in %s: %s", d->cfg.table,
+		    db_error(conn, res));
+		rc = -1;
+	}
+	PQclear(res);
+	if (rc == 0)
+		rc = exec_cmd(conn, "COMMIT", err, errlen);
+	else
+		release(conn);
+	for (i = 0; i < 4; i++)
+		sql_array_free(&a[i]);
+	return rc;
+}
+
 /* One claim-send-settle round. Returns the number of rows handled, -1 on a store problem. */
 static int
 deliver_once(struct worker *w)
 {
 	struct delivery *d = w->d;
 	const struct delivery_config *cfg = &d->cfg;
-	struct outbox_mail *rows = NULL;
+	struct queued_mail *rows = NULL;
 	struct smtp_mail *mails = NULL;
-	struct outbox_outcome *out = NULL;
+	struct outcome *out = NULL;
 	char **ids = NULL;
 	char err[512] = "";
 	PGconn *conn;
@@ -71,7 +212,7 @@ deliver_once(struct worker *w)
 	conn = db_get(w->db, err, sizeof(err));
 	if (conn == NULL)
 		return -1;
-	n = outbox_claim(conn, cfg->batch, &rows, err, sizeof(err));
+	n = claim(d, conn, &rows, err, sizeof(err));
 	if (n < 0) {
 		log_warnx("delivery %u: %s", w->index, err);
 		db_check_lost(w->db);
@@ -106,7 +247,7 @@ deliver_once(struct worker *w)
 		out[i].error = mails[i].reply;
 		switch (mails[i].status) {
 		case SMTP_MAIL_SENT:
-			out[i].fate = OUTBOX_SENT;
+			out[i].fate = FATE_SENT;
 			out[i].error = NULL;
 			metrics_inc(d->m_sent, 1);
 			log_debug("delivery: %s sent to %s", rows[i].correlation_id,
@@ -114,7 +255,7 @@ deliver_once(struct worker *w)
 			break;
 		case SMTP_MAIL_PERMFAIL:
 		case SMTP_MAIL_REFUSED:
-			out[i].fate = OUTBOX_FAILED;
+			out[i].fate = FATE_FAILED;
 			metrics_inc(mails[i].status == SMTP_MAIL_REFUSED ?
 			    d->m_refused : d->m_failed, 1);
 			log_warnx("delivery: %s to %s failed: %s",
@@ -123,14 +264,14 @@ deliver_once(struct worker *w)
 			break;
 		case SMTP_MAIL_TEMPFAIL:
 			if ((unsigned)rows[i].attempts + 1 >= cfg->max_attempts) {
-				out[i].fate = OUTBOX_FAILED;
+				out[i].fate = FATE_FAILED;
 				metrics_inc(d->m_failed, 1);
 				log_warnx("delivery: %s to %s failed after %d "
 				    "attempts: %s", rows[i].correlation_id,
 				    rows[i].destination, rows[i].attempts + 1,
 				    mails[i].reply);
 			} else {
-				out[i].fate = OUTBOX_RETRY;
+				out[i].fate = FATE_RETRY;
 				out[i].retry_in_ms = backoff_ms(cfg, rows[i].attempts);
 				metrics_inc(d->m_retry, 1);
 			}
@@ -138,7 +279,7 @@ deliver_once(struct worker *w)
 		}
 	}
 	ts = now_s();
-	if (outbox_settle(conn, out, (size_t)n, err, sizeof(err)) != 0) {
+	if (settle(d, conn, out, (size_t)n, err, sizeof(err)) != 0) {
 		/* rolled back: the rows go again, at least once */
 		log_warnx("delivery %u: outcome of %d mail(s) not recorded: %s",
 		    w->index, n, err);
@@ -155,7 +296,7 @@ done:
 	free(ids);
 	free(out);
 	free(mails);
-	outbox_mails_free(rows, (size_t)n);
+	mails_free(rows, (size_t)n);
 	return rc;
 }
 
@@ -202,13 +343,51 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* The table name goes into SQL text: only a plain lower-case identifier. */
+static int
+table_name_ok(const char *s)
+{
+	const char *p;
+
+	if (s == NULL || *s == '\0' || strlen(s) > 63 || isdigit((unsigned char)*s))
+		return 0;
+	for (p = s; *p != '\0'; p++)
+		if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) ||
+		    *p == '_'))
+			return 0;
+	return 1;
+}
+
 struct delivery *
 delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 {
-	struct delivery *d = xcalloc(1, sizeof(*d));
+	struct delivery *d;
 	unsigned i;
 
+	if (!table_name_ok(cfg->table)) {
+		snprintf(err, errlen, "delivery table '%s' is not a plain name",
+		    cfg->table ? cfg->table : "(null)");
+		return NULL;
+	}
+	d = xcalloc(1, sizeof(*d));
 	d->cfg = *cfg;
+	if (d->cfg.store_name == NULL)
+		d->cfg.store_name = "the database";
+	d->claim_sql = xasprintf(
+	    "SELECT id, correlation_id, destination, subject, body, attempts"
+	    " FROM %s WHERE status = 'pending' AND next_attempt_at <= now()"
+	    " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
+	    cfg->table);
+	d->settle_sql = xasprintf(
+	    "UPDATE %s s SET status = u.status, attempts = s.attempts + 1,"
+	    " last_error = u.err,"
+	    " sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE s.sent_at END,"
+	    " next_attempt_at = CASE WHEN u.status = 'pending'"
+	    "  THEN now() + u.delay * interval '1 millisecond'"
+	    "  ELSE s.next_attempt_at END"
+	    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+	    "  AS u(id, status, err, delay)"
+	    " WHERE s.id = u.id", cfg->table);
 	if (d->cfg.workers == 0)
 		d->cfg.workers = 1;
 	if (d->cfg.batch == 0)
@@ -237,7 +416,7 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 		struct worker *w = &d->workers[i];
 		w->d = d;
 		w->index = i;
-		w->db = db_new(cfg->conninfo, "postgresMono");
+		w->db = db_new(cfg->conninfo, d->cfg.store_name);
 		w->smtp = smtp_sender_new(&cfg->smtp, err, errlen);
 		if (w->smtp == NULL)
 			goto fail;
@@ -253,6 +432,10 @@ fail:
 		smtp_sender_free(d->workers[i].smtp);
 	}
 	free(d->workers);
+	free(d->claim_sql);
+	free(d->settle_sql);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return NULL;
 }
@@ -285,6 +468,8 @@ delivery_stop(struct delivery *d)
 		smtp_sender_free(d->workers[i].smtp);
 	}
 	free(d->workers);
+	free(d->claim_sql);
+	free(d->settle_sql);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
