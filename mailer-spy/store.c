@@ -201,6 +201,8 @@ store_live_schema_ok(const char *conninfo, char *err, size_t errlen)
 	PGresult *res = NULL;
 	int rc = -1;
 
+	if (errlen > 0)
+		err[0] = '\0';
 	if (PQstatus(conn) != CONNECTION_OK) {
 		snprintf(err, errlen, "postgresMicro: %s", db_error(conn, NULL));
 		goto out;
