@@ -9,6 +9,8 @@ asks) and reads back the Maildir by Message-Id (<correlation-id@domain>).
 - A live spy SIGKILLed in the middle of an SMTP session: every mail is
   delivered after the restart, and the only duplicates are part of the
   batch that was in flight, with the same Message-Id.
+- A 5xx for a recipient fails that mail at once (the server's answer in
+  last_error); a 4xx is retried with backoff up to DELIVERY_MAX_ATTEMPTS.
 - A repeated correlation id (same or another body, before and after
   delivery, across a restart) never sends a second mail; a row recorded by
   a spy-mode spy on the same database is never sent.
@@ -165,6 +167,23 @@ class LiveDelivery(unittest.TestCase):
                                        "where correlation_id = %s", (a,))[0], ("sent", 1))
         self.assertEqual(harness.query(self.micro, "select status from spied_mail "
                                        "where correlation_id = %s", (b,))[0][0], None)
+
+    def test_a_refused_recipient_is_failed_and_a_busy_one_retried(self):
+        self.smtp.start(reject_rcpt="^refused", tempfail_rcpt="^busy")
+        spy = self.spy(DELIVERY_MAX_ATTEMPTS=3).start()
+        ok, refused, busy = (str(uuid.uuid4()) for _ in range(3))
+        for cid, name in ((ok, "Fine"), (refused, "Refused"), (busy, "Busy")):
+            self.assertEqual(self.notify(spy, cid, name)[0], 201)
+        harness.wait_for(lambda: count(self.micro, "spied_mail", "status = 'pending'") == 0,
+                         timeout=60, what="every mail settled")
+        rows = {r[0]: r[1:] for r in harness.query(
+            self.micro, "select correlation_id::text, status, attempts, last_error from spied_mail")}
+        self.assertEqual(rows[ok][:2], ("sent", 1))
+        self.assertEqual(rows[refused][:2], ("failed", 1), "a 5xx is not retried")
+        self.assertIn("550", rows[refused][2])
+        self.assertEqual(rows[busy][:2], ("failed", 3), "a 4xx is retried up to the limit")
+        self.assertIn("451", rows[busy][2])
+        self.assertEqual(message_ids(self.smtp), collections.Counter({mid(ok): 1}))
 
     def test_live_mode_needs_schema_version_2_and_the_migration_reruns(self):
         with open(SQL_MICRO) as f:
