@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "common/config.h"
 #include "reconciler/report.h"
 
@@ -97,6 +99,69 @@ parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
+/* libpq checks ports only when it connects; a comma list of 1..65535. */
+static const char *
+bad_port(const PQconninfoOption *o)
+{
+	const char *p;
+	long v;
+
+	for (; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "port") != 0 || o->val == NULL)
+			continue;
+		for (p = o->val; *p != '\0'; p++) {
+			v = 0;
+			while (*p >= '0' && *p <= '9' && v <= 65535)
+				v = v * 10 + (*p++ - '0');
+			if ((*p != ',' && *p != '\0') || v < 1 || v > 65535)
+				return "the port is not a number in 1..65535";
+			if (*p == '\0')
+				break;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A connection string libpq cannot parse is a configuration error (exit
+ * 2, retrying will not help), not an unreachable database (exit 3). Like
+ * libpq, only a value holding '=' or starting with a postgres URI prefix
+ * is a connection string; anything else is a database name. The message
+ * names the setting but never repeats the value (it may hold a password).
+ */
+static int
+check_conninfo(const char *v, const char *flag, const char *env, char *err,
+    size_t errlen)
+{
+	PQconninfoOption *opts;
+	char *perr = NULL, *q;
+	size_t n;
+
+	if (v == NULL || (strchr(v, '=') == NULL &&
+	    strncmp(v, "postgresql://", 13) != 0 &&
+	    strncmp(v, "postgres://", 11) != 0))
+		return 0;
+	if ((opts = PQconninfoParse(v, &perr)) != NULL) {
+		const char *bad = bad_port(opts);
+		PQconninfoFree(opts);
+		if (bad == NULL)
+			return 0;
+		snprintf(err, errlen, "--%s (or %s): not a valid connection "
+		    "string: %s", flag, env, bad);
+		return -1;
+	}
+	snprintf(err, errlen, "--%s (or %s): not a valid connection string: %s",
+	    flag, env, perr ? perr : "out of memory");
+	/* libpq quotes a bad URI whole; it may hold a password. */
+	if ((q = strstr(err, " in URI: \"")) != NULL)
+		*q = '\0';
+	n = strlen(err);
+	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+		err[--n] = '\0';
+	PQfreemem(perr);
+	return -1;
+}
+
 int
 cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 {
@@ -147,6 +212,11 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		    "--micro");
 		return -1;
 	}
+	if (check_conninfo(c->mono_url, "mono", "MONO_DATABASE_URL", err,
+	    errlen) == -1 || ((c->command == CMD_RUN || c->command == CMD_ACK) &&
+	    check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
+	    errlen) == -1))
+		return -1;
 	if (c->note != NULL && c->command != CMD_ACK) {
 		snprintf(err, errlen, "--note only goes with ack");
 		return -1;

@@ -11,13 +11,30 @@
 
 #define ARRAY_HEADER 20	/* ndim, flags, oid, dim, lower bound */
 
+/* libpq's messages end in a newline and may span lines ("...\n\tIs the
+ * server running...?"): one line, so a log line stays one line. */
 static void
 chomp(char *s)
 {
 	size_t n = strlen(s);
+	char *r, *w;
 
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
 		s[--n] = '\0';
+	/* In place: "\n\t" becomes "; ", a lone "\n" a space. */
+	for (r = w = s; *r != '\0'; r++) {
+		if (*r != '\n') {
+			*w++ = *r;
+		} else if (r[1] == '\t' || r[1] == ' ') {
+			*w++ = ';';
+			*w++ = ' ';
+			for (r++; r[1] == '\t' || r[1] == ' '; r++)
+				;
+		} else {
+			*w++ = ' ';
+		}
+	}
+	*w = '\0';
 }
 
 PGconn *

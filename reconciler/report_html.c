@@ -27,6 +27,7 @@ static const char style[] =
     ".ln{color:#999;width:3em;text-align:right}"
     ".del{background:#fdd}.add{background:#dfd}"
     "mark{background:#f99}.add mark{background:#7d7}"
+    "mark.eol{font-size:80%;color:#555}"
     ".absent{color:#999;font-style:italic}"
     "section{border-top:2px solid #999;margin-top:1.5em}";
 
@@ -80,9 +81,39 @@ put_marked(FILE *fp, const char *a, size_t alen, const char *b, size_t blen)
 
 struct dline {
 	const char *s;
-	size_t len;
+	size_t len;		/* without the line end */
+	const char *eol;	/* the line end itself, eol_len bytes */
+	size_t eol_len;
 	int no;
 };
+
+/* A line end, visible: bodies that differ only in CRLF versus LF would
+ * otherwise show two identical lines. */
+static void
+put_eol(FILE *fp, const struct dline *l)
+{
+	static const struct { const char *bytes, *shown; } names[] = {
+		{ "\r\n", "[CRLF]" }, { "\n", "[LF]" }, { "\r", "[CR]" },
+		{ "", "[no line end]" },
+	};
+	size_t i;
+
+	fputs("<mark class=\"eol\">", fp);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i].bytes) == l->eol_len &&
+		    memcmp(names[i].bytes, l->eol, l->eol_len) == 0)
+			break;
+	fputs(i < sizeof(names) / sizeof(names[0]) ? names[i].shown :
+	    "[other line end]", fp);
+	fputs("</mark>", fp);
+}
+
+static int
+same_eol(const struct dline *a, const struct dline *b)
+{
+	return a->eol_len == b->eol_len &&
+	    memcmp(a->eol, b->eol, a->eol_len) == 0;
+}
 
 static size_t
 strip_eol(const char *s, size_t len)
@@ -90,6 +121,16 @@ strip_eol(const char *s, size_t len)
 	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
 		len--;
 	return len;
+}
+
+static void
+set_line(struct dline *d, const git_diff_line *line, int no)
+{
+	d->s = line->content;
+	d->len = strip_eol(line->content, line->content_len);
+	d->eol = line->content + d->len;
+	d->eol_len = line->content_len - d->len;
+	d->no = no;
 }
 
 static void
@@ -102,7 +143,12 @@ cell(FILE *fp, const struct dline *l, const struct dline *other,
 	}
 	fprintf(fp, "<td class=\"ln\">%d</td><td class=\"%s\">", l->no, cls);
 	if (other != NULL && cls[0] != 'c') {
-		put_marked(fp, l->s, l->len, other->s, other->len);
+		if (l->len != other->len || memcmp(l->s, other->s, l->len) != 0)
+			put_marked(fp, l->s, l->len, other->s, other->len);
+		else
+			put_esc(fp, l->s, l->len);
+		if (!same_eol(l, other))
+			put_eol(fp, l);
 	} else if (cls[0] != 'c') {
 		/* A line with no counterpart differs as a whole. */
 		fputs("<mark>", fp);
@@ -162,23 +208,17 @@ body_diff(FILE *fp, const char *a, const char *b)
 			}
 			switch (line->origin) {
 			case GIT_DIFF_LINE_DELETION:
-				del[nd].s = line->content;
-				del[nd].len = strip_eol(line->content,
-				    line->content_len);
-				del[nd++].no = line->old_lineno;
+				set_line(&del[nd], line, line->old_lineno);
+				nd++;
 				break;
 			case GIT_DIFF_LINE_ADDITION:
-				add[na].s = line->content;
-				add[na].len = strip_eol(line->content,
-				    line->content_len);
-				add[na++].no = line->new_lineno;
+				set_line(&add[na], line, line->new_lineno);
+				na++;
 				break;
 			case GIT_DIFF_LINE_CONTEXT:
 				flush_run(fp, del, nd, add, na);
 				nd = na = 0;
-				ctx.s = line->content;
-				ctx.len = strip_eol(line->content, line->content_len);
-				ctx.no = line->old_lineno;
+				set_line(&ctx, line, line->old_lineno);
 				fputs("<tr>", fp);
 				cell(fp, &ctx, NULL, "ctx");
 				ctx.no = line->new_lineno;
@@ -241,8 +281,11 @@ mismatch(FILE *fp, const struct mismatch *m)
 {
 	int f;
 
-	fprintf(fp, "<section id=\"m%lld\"><h2>Mismatch %lld: ",
-	    (long long)m->id, (long long)m->id);
+	if (m->id > 0)
+		fprintf(fp, "<section id=\"m%lld\"><h2>Mismatch %lld: ",
+		    (long long)m->id, (long long)m->id);
+	else	/* a dry run's: never stored, no id */
+		fputs("<section><h2>Mismatch (dry run): ", fp);
 	put_str(fp, m->kind);
 	fputs("</h2>\n<p>correlation id <code>", fp);
 	put_str(fp, m->cid);

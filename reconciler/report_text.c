@@ -63,7 +63,12 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 	while ((rc = it->next(it->ctx, &m)) == 1) {
 		if (n++ == 0 && s != NULL)
 			fputc('\n', fp);
-		fprintf(fp, "mismatch %lld %s %s", (long long)m.id, m.cid, m.kind);
+		/* A dry run's mismatches were never stored: no id. */
+		if (m.id > 0)
+			fprintf(fp, "mismatch %lld %s %s", (long long)m.id, m.cid,
+			    m.kind);
+		else
+			fprintf(fp, "mismatch - %s %s", m.cid, m.kind);
 		if (m.fields && m.fields[0])
 			fprintf(fp, " [%s]", m.fields);
 		if (m.resolved_at)
@@ -91,8 +96,11 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 			free(a);
 			free(b);
 		}
-		if (m.note)
-			fprintf(fp, "  note: %s\n", m.note);
+		if (m.note) {
+			a = escape_text(m.note);
+			fprintf(fp, "  note: %s\n", a);
+			free(a);
+		}
 	}
 	return rc < 0 ? -1 : 0;
 }

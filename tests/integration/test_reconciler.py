@@ -164,6 +164,11 @@ class Outcomes(unittest.TestCase):
         rc, out, err = run("run", "-n", "--grace", "0")
         self.assertEqual(rc, 1)
         self.assertIn("dry run", out)
+        self.assertIn("mismatch - ", out)     # never stored: no id to show
+        self.assertNotIn("mismatch 0 ", out)
+        rc, out, err = run("run", "-n", "--grace", "0", "--format", "html")
+        self.assertEqual(rc, 1)
+        self.assertIn("Mismatch (dry run)", out)
         self.assertEqual(state(), before)
 
     def test_rules_absorb_noise(self):
@@ -326,9 +331,28 @@ class Safety(unittest.TestCase):
         bulk(MONO_URL, "sent_mail", self.pid, 60000)
         bulk(MICRO_URL, "spied_mail", self.pid, 60000)
         e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL)
-        procs = [subprocess.Popen([RECONCILER, "run", "--grace", "0", "--quiet"], env=e,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(2)]
+        # Whichever run wins the advisory locks then waits on this table
+        # lock (it opens its run row), so the two surely overlap however
+        # slowly the machine starts them; the loser never touches the table.
+        blocker = db(MONO_URL)
+        blocker.autocommit = False
+        try:
+            with blocker.cursor() as c:
+                c.execute("lock table reconciliation_run in exclusive mode")
+            procs = [subprocess.Popen([RECONCILER, "run", "--grace", "0", "--quiet"],
+                                      env=e, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+                     for _ in range(2)]
+            # The loser exits at once, while the winner is still held.
+            deadline = time.time() + 60
+            while time.time() < deadline and all(p.poll() is None for p in procs):
+                time.sleep(0.05)
+            done = [p for p in procs if p.poll() is not None]
+            self.assertEqual([p.returncode for p in done], [4])
+            self.assertIn(b"another run holds the lock", done[0].stderr.read())
+        finally:
+            blocker.rollback()
+            blocker.close()
         rcs = sorted(p.wait(120) for p in procs)
         for p in procs:
             p.stdout.close()
@@ -344,6 +368,8 @@ class Safety(unittest.TestCase):
         rc, out, err = run("run", "--grace", "0", "--micro", closed)
         self.assertEqual(rc, 3)
         self.assertIn("postgresMicro unreachable", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)  # one clear line
+        self.assertNotIn("\\x0a", err)
         rc, out, err = run("run", "--grace", "0", "--mono", closed)
         self.assertEqual(rc, 3)
         self.assertIn("postgresMono unreachable", err)
@@ -378,6 +404,53 @@ class Safety(unittest.TestCase):
         self.assertEqual(len(consumed(MICRO_URL, "spied_mail")), 40000)
 
 
+def peak_rss_kib(*args):
+    """Runs the reconciler; (exit code, its own peak RSS in KiB)."""
+    e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL)
+    p = subprocess.Popen([RECONCILER] + list(args), env=e, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stderr.close()
+    return p.returncode, usage.ru_maxrss, err
+
+
+class Memory(unittest.TestCase):
+    """Memory stays flat whatever the table sizes: 20 times the rows (and
+    the mismatches) may not grow the process by what a table's worth of
+    rows would take (200k rows are some 30 MiB of row data per side)."""
+
+    def load(self, n):
+        pid = reset()
+        bulk(MONO_URL, "sent_mail", pid, n, where="i % 211 <> 0")
+        bulk(MICRO_URL, "spied_mail", pid, n, where="i % 223 <> 0",
+             body_sql="case when i % 199 = 0 then 'different' else 'Hello ' || i ||"
+                      " E',\\r\\n\\r\\nPayroll ' || i || ' shipped.\\r\\n' end")
+
+    def measure(self, n):
+        self.load(n)
+        got = {}
+        for what, args in (("dry run", ("run", "--grace", "0", "--dry-run", "--format",
+                                        "html")),
+                           ("run", ("run", "--grace", "0", "--format", "json")),
+                           ("mismatches", ("mismatches", "--format", "html"))):
+            rc, rss, err = peak_rss_kib(*args)
+            self.assertIn(rc, (0, 1), (what, err))
+            got[what] = rss
+        self.assertEqual(len(consumed(MICRO_URL, "spied_mail")),
+                         sum(1 for i in range(1, n + 1) if i % 211 and i % 223 and i % 199))
+        return got
+
+    def test_peak_rss_flat_with_table_size(self):
+        small = self.measure(10000)
+        large = self.measure(200000)
+        for what in small:
+            self.assertLess(large[what] - small[what], 12 * 1024,
+                            f"{what}: {small[what]} KiB at 10k pairs, {large[what]} KiB"
+                            " at 200k")
+
+
 class Usage(unittest.TestCase):
     def test_usage_errors_exit_2(self):
         for args, needle in ((["run", "--shard", "0/2"], "--shard"),
@@ -387,10 +460,18 @@ class Usage(unittest.TestCase):
                              (["ack", "x1"], "not a positive integer"),
                              (["run", "--bogus"], "unknown option"),
                              (["report", "--format", "xml"], "--format"),
-                             (["run", "--note", "x"], "--note")):
+                             (["run", "--note", "x"], "--note"),
+                             # A connection string libpq cannot parse is
+                             # configuration (2), not an unreachable server (3);
+                             # the message never repeats it (a password).
+                             (["run", "--mono", "bogus=1"], "--mono"),
+                             (["run", "--micro", "postgresql://u:s3cret@[::1"], "--micro"),
+                             (["ack", "1", "--micro", "host=x bad"], "--micro"),
+                             (["report", "--mono", "postgresql://h:notaport/x"], "--mono")):
             rc, out, err = run(*args)
             self.assertEqual(rc, 2, (args, err))
             self.assertIn(needle, err)
+            self.assertNotIn("s3cret", err)
         rc, out, err = run("run", env={"MICRO_DATABASE_URL": ""})
         self.assertEqual(rc, 2)
         self.assertIn("MICRO_DATABASE_URL", err)

@@ -196,6 +196,33 @@ test_html_escapes_and_marks(void **state)
 	free(out);
 }
 
+/* Bodies that differ only in their line ends (CRLF against LF) must show
+ * where they differ, not two identical-looking columns. */
+static void
+test_html_shows_line_end_differences(void **state)
+{
+	struct mismatch m;
+	char *out;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.id = 3;
+	m.run_id = 7;
+	m.cid = "00000000-0000-0000-0000-000000000003";
+	m.kind = "content";
+	m.fields = "body";
+	m.mono[0] = m.micro[0] = "a@example.com";
+	m.mono[1] = m.micro[1] = "Payroll 3 shipped";
+	m.mono[2] = "Hello A,\r\n\r\nPayroll 3 shipped.\r\n";
+	m.micro[2] = "Hello A,\n\nPayroll 3 shipped.";
+	out = render(REPORT_HTML, &m, 1);
+	assert_null(strstr(out, "<mark></mark>"));
+	assert_non_null(strstr(out, "Hello A,<mark class=\"eol\">[CRLF]"));
+	assert_non_null(strstr(out, "Hello A,<mark class=\"eol\">[LF]"));
+	assert_non_null(strstr(out, "shipped.<mark class=\"eol\">[no line end]"));
+	free(out);
+}
+
 static void
 test_text_summary_first(void **state)
 {
@@ -224,6 +251,7 @@ main(void)
 		cmocka_unit_test(test_json_parses),
 		cmocka_unit_test(test_csv_one_record_per_mismatch),
 		cmocka_unit_test(test_html_escapes_and_marks),
+		cmocka_unit_test(test_html_shows_line_end_differences),
 		cmocka_unit_test(test_text_summary_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
