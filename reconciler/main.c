@@ -4,11 +4,43 @@
  * This file only wires: command line, logging, rules, then one command.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 #include "reconciler/cli.h"
 #include "reconciler/rules.h"
 #include "reconciler/run.h"
+
+/*
+ * The process's peak resident memory in KiB, or -1. VmHWM, not
+ * getrusage's ru_maxrss: the latter also counts the memory of the process
+ * that forked us, up to the exec (a test driver's, often larger than ours).
+ */
+static long
+peak_rss_kib(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[128];
+	long kib = -1;
+
+	if (fp == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strncmp(line, "VmHWM:", 6) == 0) {
+			kib = strtol(line + 6, NULL, 10);
+			break;
+		}
+	fclose(fp);
+	return kib;
+}
+
+static int
+done(int rc)
+{
+	log_debug("peak memory %ld KiB", peak_rss_kib());
+	return rc;
+}
 
 int
 main(int argc, char **argv)
@@ -39,13 +71,13 @@ main(int argc, char **argv)
 		}
 		rc = run_reconcile(&c, rules);
 		rules_free(rules);
-		return rc;
+		return done(rc);
 	case CMD_REPORT:
-		return run_report(&c);
+		return done(run_report(&c));
 	case CMD_MISMATCHES:
-		return run_mismatches(&c);
+		return done(run_mismatches(&c));
 	case CMD_ACK:
-		return run_ack(&c);
+		return done(run_ack(&c));
 	}
 	return EXIT_USAGE;
 }

@@ -190,8 +190,8 @@ rules_parse(const char *text, const char *origin, char *err, size_t errlen)
 		if (*s == '[') {
 			char *close = strchr(s, ']');
 			if (close == NULL || close[1] != '\0') {
-				snprintf(err, errlen, "%s:%d: expected [name]", origin,
-				    line);
+				snprintf(err, errlen, "%s:%d: expected [name] alone on "
+				    "its line (comments are whole lines)", origin, line);
 				goto fail;
 			}
 			*close = '\0';

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -124,6 +125,13 @@ class Outcomes(unittest.TestCase):
         self.assertEqual(consumed(MONO_URL, "sent_mail"), {cid})
         self.assertEqual([r[0] for r in q(MONO_URL, "select kind from reconciliation_mismatch")],
                          ["content"])
+        # A second run: nothing reported twice, nothing consumed anew.
+        before = state()
+        rc, out, err = run("run", "--grace", "0", "--format", "json")
+        self.assertEqual(rc, 0, err)
+        c = json.loads(out)["run"]["counts"]
+        self.assertEqual((c["healed"], c["new_mismatches"], c["skipped_open"]), (0, 0, 1))
+        self.assertEqual(state(), before)
 
     def test_grace(self):
         young_pair = self.pair(mail(), mail(), age=0)
@@ -147,6 +155,15 @@ class Outcomes(unittest.TestCase):
                          [(young_alone,)])
 
     def test_dry_run_changes_nothing(self):
+        # An open "missing" whose partner has arrived (a run would resolve
+        # it as late) and a row whose partner is consumed (a run would heal
+        # it): a dry run reports both and writes neither.
+        late = self.pair(mail(), None)
+        self.assertEqual(run("run", "--grace", "0")[0], 1)
+        insert(MICRO_URL, "spied_mail", [(late,) + mail()], self.pid)
+        healed = self.pair(mail(), mail())
+        q(MICRO_URL, "update spied_mail set consumed_at = now(), consumed_by = 999"
+          " where correlation_id = %s", (healed,))
         self.pair(mail(), mail())
         self.pair(mail(), mail(body="<b>x</b>"))
         self.pair(mail(), None)
@@ -157,7 +174,8 @@ class Outcomes(unittest.TestCase):
         rep = json.loads(out)
         self.assertTrue(rep["run"]["dry_run"])
         c = rep["run"]["counts"]
-        self.assertEqual((c["matched"], c["content"], c["missing_in_micro"]), (1, 1, 1))
+        self.assertEqual((c["matched"], c["late"], c["healed"], c["content"],
+                          c["missing_in_micro"]), (2, 1, 1, 1, 1))
         self.assertEqual(len(rep["mismatches"]), 2)
         self.assertEqual(state(), before)
         self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_run"), runs)
@@ -193,6 +211,31 @@ class Outcomes(unittest.TestCase):
         self.assertIn(ign, consumed(MICRO_URL, "spied_mail"))
         self.assertEqual(q(MONO_URL, "select correlation_id::text, array_to_string(fields, ',')"
                            " from reconciliation_mismatch"), [(real, "subject")])
+
+    def test_documented_rules_example_works(self):
+        """The rules file shown in docs/RECONCILER.md, copied as a user
+        would, parses and absorbs what it says it does."""
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                               "docs", "RECONCILER.md")) as f:
+            doc = f.read()
+        section = doc[doc.index("## Noise rules"):]
+        example = section[section.index("```\n") + 4:]
+        example = example[:example.index("```")]
+        stamped = BODY + "Sent 2026-01-01T10:00:00Z\r\n"
+        ign = self.pair(mail(body=stamped),
+                        mail(dest="ANN@example.com", subj="Payroll 1 shipped ",
+                             body=stamped.replace("01T10:00:00Z", "02T11:30:00Z")))
+        with tempfile.NamedTemporaryFile("w", suffix=".rules") as f:
+            f.write(example)
+            f.flush()
+            rc, out, err = run("run", "--grace", "0", "--rules", f.name, "--format", "json")
+        self.assertEqual(rc, 0, err)
+        rep = json.loads(out)
+        self.assertEqual(rep["run"]["counts"]["ignored"], 1)
+        self.assertEqual(rep["run"]["rules"], [{"rule": "timestamp", "absorbed": 1},
+                                               {"rule": "destination-case", "absorbed": 1},
+                                               {"rule": "blanks", "absorbed": 1}])
+        self.assertIn(ign, consumed(MICRO_URL, "spied_mail"))
 
     def test_bad_rules_file_is_a_usage_error(self):
         self.pair(mail(), None)
@@ -322,6 +365,9 @@ class Safety(unittest.TestCase):
                 self.assertEqual(rc, 4, err)
                 self.assertIn("another run holds the lock", err)
                 self.assertLess(time.time() - t0, 5)
+                # A dry run writes nothing and takes no lock: it still runs.
+                rc, out, err = run("run", "--grace", "0", "--dry-run")
+                self.assertEqual(rc, 1, err)
             finally:
                 conn.close()
         self.assertEqual(consumed(MONO_URL, "sent_mail"), set())
@@ -376,44 +422,61 @@ class Safety(unittest.TestCase):
         self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_mismatch")[0][0], 0)
         self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_run")[0][0], 0)
 
-    def test_database_failing_mid_run_exits_3_without_false_missing(self):
+    def cut_mid_run(self, url, name):
+        """Starts a large run, cuts the reconciler's sessions on url once it
+        has consumed something; returns (exit code, stderr)."""
         bulk(MONO_URL, "sent_mail", self.pid, 40000)
         bulk(MICRO_URL, "spied_mail", self.pid, 40000)
         e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL,
                  RECONCILER_BATCH_ROWS="500")
         p = subprocess.Popen([RECONCILER, "run", "--grace", "0"], env=e,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Wait until it has consumed something, then cut its micro sessions.
         deadline = time.time() + 60
         while time.time() < deadline and p.poll() is None:
             if q(MICRO_URL, "select count(*) from spied_mail where consumed_at is not null"
                  )[0][0] > 0:
                 break
             time.sleep(0.01)
-        q(MICRO_URL, "select pg_terminate_backend(pid) from pg_stat_activity"
+        q(url, "select pg_terminate_backend(pid) from pg_stat_activity"
           " where application_name = 'reconciler'")
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 3, err)
-        self.assertIn("postgresMicro", err)
+        self.assertIn(name, err)
+        # Never a false "missing" (nor any mismatch: the data has none).
         self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_mismatch")[0][0], 0)
-        self.assertEqual(q(MONO_URL, "select status from reconciliation_run"), [("failed",)])
-        # The next run finishes the work, finding nothing wrong.
+        return err
+
+    def finish_cleanly(self):
         rc, out, err = run("run", "--grace", "0", "--format", "json")
         self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["run"]["counts"]["new_mismatches"], 0)
         self.assertEqual(len(consumed(MONO_URL, "sent_mail")), 40000)
         self.assertEqual(len(consumed(MICRO_URL, "spied_mail")), 40000)
 
+    def test_database_failing_mid_run_exits_3_without_false_missing(self):
+        self.cut_mid_run(MICRO_URL, "postgresMicro")
+        self.assertEqual(q(MONO_URL, "select status from reconciliation_run"), [("failed",)])
+        # The next run finishes the work, finding nothing wrong.
+        self.finish_cleanly()
+
+    def test_mono_failing_mid_run_exits_3_without_false_missing(self):
+        self.cut_mid_run(MONO_URL, "postgresMono")
+        # The run row cannot be closed without postgresMono: it stays
+        # 'running' until the next run of its shard marks it aborted.
+        self.assertEqual(q(MONO_URL, "select status from reconciliation_run"), [("running",)])
+        self.finish_cleanly()
+        self.assertEqual(q(MONO_URL, "select status from reconciliation_run order by id"),
+                         [("aborted",), ("done",)])
+
 
 def peak_rss_kib(*args):
-    """Runs the reconciler; (exit code, its own peak RSS in KiB)."""
-    e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL)
-    p = subprocess.Popen([RECONCILER] + list(args), env=e, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    p.stderr.close()
-    return p.returncode, usage.ru_maxrss, err
+    """Runs the reconciler; (exit code, its peak RSS in KiB, stderr). The
+    program logs its own VmHWM: getrusage's ru_maxrss of a child would count
+    this Python process's memory too, inherited up to the exec."""
+    rc, out, err = run(*args, "--log-level", "debug")
+    peaks = re.findall(r"peak memory (\d+) KiB", err)
+    assert len(peaks) == 1, err
+    return rc, int(peaks[0]), err
 
 
 class Memory(unittest.TestCase):
