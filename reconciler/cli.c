@@ -17,10 +17,10 @@
 #include "reconciler/report.h"
 
 static const char synopsis[] =
-    "[run|report [RUN_ID]|mismatches|ack MISMATCH_ID] [options]\n\n"
+    "[run|report [RUN_ID]|mismatches [--all]|ack MISMATCH_ID] [options]\n\n"
     "  run          compare both stores, record mismatches, consume matches\n"
     "  report       show a run (the latest without RUN_ID)\n"
-    "  mismatches   list mismatches (--open: unresolved only)\n"
+    "  mismatches   list the open (unresolved) mismatches (--all: every one)\n"
     "  ack          resolve a mismatch by hand and consume its rows\n\n"
     "exit: 0 no new mismatch, 1 new mismatches, 2 usage, 3 database, 4 locked";
 
@@ -52,8 +52,11 @@ static const struct config_option options[] = {
 	  .help = "report format: text, json, csv, html",
 	  .offset = offsetof(struct cli, format_text) },
 	{ .flag = "open", .type = CONFIG_BOOL, .def = "false",
-	  .help = "mismatches: only unresolved ones",
+	  .help = "mismatches: only unresolved ones (the default)",
 	  .offset = offsetof(struct cli, open) },
+	{ .flag = "all", .type = CONFIG_BOOL, .def = "false",
+	  .help = "mismatches: resolved ones too",
+	  .offset = offsetof(struct cli, all) },
 	{ .flag = "note", .type = CONFIG_STRING,
 	  .help = "ack: why it was resolved by hand",
 	  .offset = offsetof(struct cli, note) },
@@ -221,8 +224,14 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "--note only goes with ack");
 		return -1;
 	}
-	if (c->open && c->command != CMD_MISMATCHES) {
-		snprintf(err, errlen, "--open only goes with mismatches");
+	if ((c->open || c->all) && c->command != CMD_MISMATCHES) {
+		snprintf(err, errlen, "--%s only goes with mismatches", c->open ?
+		    "open" : "all");
+		return -1;
+	}
+	if (c->open && c->all) {
+		snprintf(err, errlen, "mismatches: --open and --all exclude each "
+		    "other");
 		return -1;
 	}
 	if (c->dry_run && c->command != CMD_RUN) {

@@ -5,7 +5,7 @@
  *
  *	reconciler [run] [--dry-run] [--grace S] [--shard K/N] [--rules F] [--quiet]
  *	reconciler report [RUN_ID] [--format text|json|csv|html]
- *	reconciler mismatches [--open] [--format ...]
+ *	reconciler mismatches [--open|--all] [--format ...]
  *	reconciler ack MISMATCH_ID [--note TEXT]
  */
 #ifndef RECONCILER_CLI_H
@@ -30,7 +30,7 @@ struct cli {
 	/* From the settings table. */
 	const char *mono_url, *micro_url;
 	long grace;
-	int dry_run, quiet, open;
+	int dry_run, quiet, open, all;
 	const char *shard_text, *rules_file, *format_text, *note;
 	const char *log_level, *log_format;
 	/* Derived. */

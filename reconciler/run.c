@@ -462,7 +462,8 @@ run_mismatches(const struct cli *c)
 
 	if (connect_mono(c, &mono) == -1)
 		return EXIT_DB;
-	code = list(c, mono, NULL, c->open ? RUNSTORE_OPEN : RUNSTORE_ALL, 0);
+	/* Open ones unless --all (DESIGN.md: "lists open ones"). */
+	code = list(c, mono, NULL, c->all ? RUNSTORE_ALL : RUNSTORE_OPEN, 0);
 	PQfinish(mono);
 	return code;
 }

@@ -289,6 +289,18 @@ class Outcomes(unittest.TestCase):
         self.assertIn("already resolved", err)
         rc, out, err = run("mismatches", "--open", "--format", "csv")
         self.assertEqual(len(list(csv.DictReader(io.StringIO(out, newline="")))), 1)
+        # DESIGN.md: `reconciler mismatches` lists the open ones; --all
+        # adds the resolved ones, with their resolution.
+        rc, out, err = run("mismatches", "--format", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([m["correlation_id"] for m in json.loads(out)["mismatches"]], [only])
+        rc, out, err = run("mismatches", "--all", "--format", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual({m["correlation_id"]: m["resolution"]
+                          for m in json.loads(out)["mismatches"]}, {evil: "ack", only: None})
+        rc, out, err = run("mismatches", "--all")
+        self.assertIn("(ack)", out)
+        self.assertIn("note: \"known: new footer\"", out)
         self.assertEqual(run("report", "999999")[0], 2)
         # The acknowledged rows are not seen again; the other is still open.
         rc, out, err = run("run", "--grace", "0", "--format", "json")
@@ -515,6 +527,15 @@ class Memory(unittest.TestCase):
 
 
 class Usage(unittest.TestCase):
+    def test_reset_leaves_payroll_ids_to_the_identity(self):
+        # These tests share postgresMono with mailer-real's: after them, a
+        # payroll stored the normal way (as POST /payroll does) must work.
+        for _ in range(2):
+            q(MONO_URL, "insert into payroll (ship_to, total) values ('before', 1)")
+            reset()
+            self.assertIsNotNone(q(MONO_URL, "insert into payroll (ship_to, total)"
+                                             " values ('after', 1) returning id"))
+
     def test_usage_errors_exit_2(self):
         for args, needle in ((["run", "--shard", "0/2"], "--shard"),
                              (["run", "--grace", "-1"], "--grace"),
@@ -524,6 +545,8 @@ class Usage(unittest.TestCase):
                              (["run", "--bogus"], "unknown option"),
                              (["report", "--format", "xml"], "--format"),
                              (["run", "--note", "x"], "--note"),
+                             (["report", "--all"], "--all"),
+                             (["mismatches", "--open", "--all"], "exclude"),
                              # A connection string libpq cannot parse is
                              # configuration (2), not an unreachable server (3);
                              # the message never repeats it (a password).
