@@ -14,7 +14,7 @@
 #include "util.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 1000
 #define CONNECT_TIMEOUT "3"
 
 struct db {
@@ -22,7 +22,7 @@ struct db {
 	char *name;
 	PGconn *conn;
 	_Atomic int up;
-	uint64_t next_try_ns;
+	_Atomic uint64_t next_try_ns;	/* written by db_retry_now too */
 	long backoff_ms;
 	int warned;
 };
@@ -48,6 +48,7 @@ db_new(const char *conninfo, const char *name)
 	db->name = xstrdup(name ? name : "database");
 	db->backoff_ms = BACKOFF_MIN_MS;
 	atomic_init(&db->up, 0);
+	atomic_init(&db->next_try_ns, 0);
 	return db;
 }
 
@@ -75,7 +76,7 @@ first_line(char *s)
 PGconn *
 db_get(struct db *db, char *err, size_t errlen)
 {
-	uint64_t now = now_ns();
+	uint64_t now = now_ns(), next;
 
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
 		return db->conn;
@@ -84,9 +85,9 @@ db_get(struct db *db, char *err, size_t errlen)
 		db->conn = NULL;
 		atomic_store(&db->up, 0);
 	}
-	if (now < db->next_try_ns) {
+	if (now < (next = atomic_load(&db->next_try_ns))) {
 		snprintf(err, errlen, "%s is down (next try in %llu ms)", db->name,
-		    (unsigned long long)((db->next_try_ns - now) / 1000000));
+		    (unsigned long long)((next - now) / 1000000));
 		return NULL;
 	}
 	db->conn = connect_timed(db->conninfo, CONNECT_TIMEOUT);
@@ -100,7 +101,8 @@ db_get(struct db *db, char *err, size_t errlen)
 		PQfinish(db->conn);
 		db->conn = NULL;
 		atomic_store(&db->up, 0);
-		db->next_try_ns = now_ns() + (uint64_t)db->backoff_ms * 1000000;
+		atomic_store(&db->next_try_ns,
+		    now_ns() + (uint64_t)db->backoff_ms * 1000000);
 		db->backoff_ms *= 2;
 		if (db->backoff_ms > BACKOFF_MAX_MS)
 			db->backoff_ms = BACKOFF_MAX_MS;
@@ -110,7 +112,7 @@ db_get(struct db *db, char *err, size_t errlen)
 		log_info("%s: connected", db->name);
 	db->warned = 0;
 	db->backoff_ms = BACKOFF_MIN_MS;
-	db->next_try_ns = 0;
+	atomic_store(&db->next_try_ns, 0);
 	atomic_store(&db->up, 1);
 	return db->conn;
 }
@@ -127,9 +129,16 @@ db_check_lost(struct db *db)
 	db->conn = NULL;
 	atomic_store(&db->up, 0);
 	/* The first reconnect is immediate: a restarted server is often back. */
-	db->next_try_ns = 0;
+	atomic_store(&db->next_try_ns, 0);
 	db->backoff_ms = BACKOFF_MIN_MS;
 	return 1;
+}
+
+void
+db_retry_now(struct db *db)
+{
+	if (!atomic_load(&db->up))
+		atomic_store(&db->next_try_ns, 0);
 }
 
 int

@@ -3,9 +3,11 @@
  * back by itself. A struct db is used by one thread at a time (libpq's rule).
  *
  * db_get() hands out a live PGconn or NULL while the store is down; after
- * a failure it reconnects with exponential backoff (100 ms doubling to 5 s),
- * so callers can call it on every request without hammering a dead server.
- * Callers answer 503 with Retry-After while it returns NULL.
+ * a failure it reconnects with exponential backoff (100 ms doubling to 1 s,
+ * the Retry-After the services send), so callers can call it on every
+ * request without hammering a dead server, and a server that came back is
+ * used again within a second. Callers answer 503 with Retry-After while it
+ * returns NULL.
  */
 #ifndef COMMON_DB_H
 #define COMMON_DB_H
@@ -26,6 +28,12 @@ PGconn *db_get(struct db *db, char *err, size_t errlen);
  * (the next db_get reconnects) and 1 is returned; 0 when it is still good.
  */
 int db_check_lost(struct db *db);
+
+/*
+ * Any thread: the server answers again (a /readyz probe connected), so the
+ * next db_get tries at once instead of waiting out the backoff.
+ */
+void db_retry_now(struct db *db);
 
 /* Last known state, readable from any thread: 1 up, 0 down. */
 int db_is_up(const struct db *db);

@@ -205,6 +205,12 @@ group_commit_pending(const struct group_commit *gc)
 }
 
 void
+group_commit_retry_now(struct group_commit *gc)
+{
+	db_retry_now(gc->db);
+}
+
+void
 group_commit_stop(struct group_commit *gc)
 {
 	if (gc == NULL)

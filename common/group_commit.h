@@ -44,6 +44,8 @@ struct group_commit *group_commit_start(const char *conninfo,
 void group_commit_submit(struct group_commit *gc, struct gc_item *item);
 /* Items waiting or being written (for metrics and back-pressure). */
 size_t group_commit_pending(const struct group_commit *gc);
+/* Any thread: the store answers again; stop waiting out the reconnect backoff. */
+void group_commit_retry_now(struct group_commit *gc);
 /* Writes what was submitted, then stops the thread and frees. */
 void group_commit_stop(struct group_commit *gc);
 

@@ -714,7 +714,7 @@ http_handle_metrics(struct http_request *req, void *arg)
 	free(text);
 }
 
-void
+int
 http_reply_readyz(struct http_request *req, const char *name,
     const char *conninfo)
 {
@@ -722,7 +722,7 @@ http_reply_readyz(struct http_request *req, const char *name,
 
 	if (db_ping(conninfo, err, sizeof(err)) == 0) {
 		http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
-		return;
+		return 0;
 	}
 	log_warnx("readyz: %s: %s", name, err);
 	http_response_header(req, "Retry-After", "1");
@@ -730,4 +730,5 @@ http_reply_readyz(struct http_request *req, const char *name,
 	http_reply_json(req, 503, json_pack("{s:s,s:s,s:n}", "status",
 	    "unavailable", "error", msg, "field"));
 	free(msg);
+	return -1;
 }

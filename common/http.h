@@ -113,8 +113,9 @@ int http_require_bearer(struct http_request *req, const char *token);
  */
 void http_handle_healthz(struct http_request *req, void *arg);	/* 200 {"status":"ok"} */
 void http_handle_metrics(struct http_request *req, void *arg);	/* Prometheus text */
-/* 200 {"status":"ready"}, or 503 + Retry-After naming the database. */
-void http_reply_readyz(struct http_request *req, const char *name,
+/* 200 {"status":"ready"} (returns 0), or 503 + Retry-After naming the
+ * database (returns -1). */
+int http_reply_readyz(struct http_request *req, const char *name,
     const char *conninfo);
 
 #endif

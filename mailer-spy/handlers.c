@@ -138,7 +138,10 @@ get_readyz(struct http_request *req, void *arg)
 {
 	struct spy *spy = arg;
 
-	http_reply_readyz(req, "postgresMicro", spy->cfg->micro_url);
+	/* Ready means the next notification is written: a committer still
+	 * backing off from the outage tries again at once. */
+	if (http_reply_readyz(req, "postgresMicro", spy->cfg->micro_url) == 0)
+		store_retry_now(spy->store);
 }
 
 const struct http_route spy_routes[] = {

@@ -241,6 +241,12 @@ store_pending(const struct store *st)
 }
 
 void
+store_retry_now(struct store *st)
+{
+	group_commit_retry_now(st->gc);
+}
+
+void
 store_stop(struct store *st)
 {
 	if (st == NULL)

@@ -45,6 +45,8 @@ struct store *store_start(const char *conninfo, size_t max_batch, int live,
 int store_live_schema_ok(const char *conninfo, char *err, size_t errlen);
 void store_submit(struct store *st, struct spy_record *rec);
 size_t store_pending(const struct store *st);
+/* postgresMicro answered a probe: reconnect on the next batch, not after the backoff. */
+void store_retry_now(struct store *st);
 /* Writes what was submitted (each done called), then stops. */
 void store_stop(struct store *st);
 
