@@ -36,7 +36,7 @@ struct group_commit {
 	gc_apply_fn apply;
 	gc_done_fn done;
 	void *arg;
-	struct metric *m_batch, *m_commit, *m_outcome[3];
+	struct metric *m_batch, *m_commit, *m_pending, *m_outcome[3];
 	struct gc_item **batch;
 };
 
@@ -108,6 +108,7 @@ run_batch(struct group_commit *gc, struct gc_item **items, size_t n)
 	metrics_inc(gc->m_outcome[out], n);
 	for (i = 0; i < n; i++) {
 		atomic_fetch_sub(&gc->pending, 1);
+		metrics_add(gc->m_pending, -1);
 		gc->done(items[i], out, gc->arg);
 	}
 }
@@ -166,6 +167,8 @@ group_commit_start(const char *conninfo, const char *dbname_for_messages,
 	    nitems(batch_bounds));
 	gc->m_commit = metrics_histogram("group_commit_duration_seconds",
 	    "Time to write and commit one batch", labels, NULL, 0);
+	gc->m_pending = metrics_gauge("group_commit_pending",
+	    "Items submitted and not yet settled (their requests wait)", labels);
 	for (i = 0; i < 3; i++) {
 		snprintf(labels, sizeof(labels), "db=\"%s\",outcome=\"%s\"",
 		    gc->name, outcome_names[i]);
@@ -188,6 +191,7 @@ group_commit_submit(struct group_commit *gc, struct gc_item *item)
 {
 	item->next = NULL;
 	atomic_fetch_add(&gc->pending, 1);
+	metrics_add(gc->m_pending, 1);
 	pthread_mutex_lock(&gc->lock);
 	if (gc->tail != NULL)
 		gc->tail->next = item;
