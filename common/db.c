@@ -73,6 +73,26 @@ first_line(char *s)
 		*nl = '\0';
 }
 
+/*
+ * What the server says outside a query (a FATAL before it closes the
+ * connection, a NOTICE) goes to our log as one line, not raw to stderr
+ * where it would break LOG_FORMAT=json.
+ */
+static void
+notice(void *arg, const char *message)
+{
+	const struct db *db = arg;
+	char line[512];
+
+	snprintf(line, sizeof(line), "%s", message);
+	first_line(line);
+	if (strncmp(line, "FATAL", 5) == 0 || strncmp(line, "PANIC", 5) == 0 ||
+	    strncmp(line, "ERROR", 5) == 0 || strncmp(line, "WARNING", 7) == 0)
+		log_warnx("%s: server says: %s", db->name, line);
+	else
+		log_debug("%s: server says: %s", db->name, line);
+}
+
 PGconn *
 db_get(struct db *db, char *err, size_t errlen)
 {
@@ -108,6 +128,7 @@ db_get(struct db *db, char *err, size_t errlen)
 			db->backoff_ms = BACKOFF_MAX_MS;
 		return NULL;
 	}
+	PQsetNoticeProcessor(db->conn, notice, db);
 	if (db->warned || !atomic_load(&db->up))
 		log_info("%s: connected", db->name);
 	db->warned = 0;
