@@ -19,7 +19,8 @@ over real HTTP on loopback. Covers:
   (/metrics group_commit_batch_rows), and requests waiting for a commit hold
   no server thread (/healthz answers while 60 of them wait on 2 threads);
 - postgresMicro stopped and started: 503 + Retry-After meanwhile, then 201
-  again with no restart of the spy;
+  again with no restart of the spy (the next one once /readyz says 200);
+  its connection killed while idle: the next notification still gets 201;
 - SIGTERM with requests in flight and under a concurrent load: every 201 has
   its row, nothing hangs, exit code 0.
 
@@ -576,6 +577,28 @@ class SpyStoreDown(unittest.TestCase):
             m = metrics(svc)
             self.assertEqual(m['spy_notifications_total{outcome="unavailable"}'], 3)
             self.assertIsNone(svc.proc.poll())
+
+    def test_connection_killed_between_requests(self):
+        """The committer's connection is cut while idle (a failover, a
+        pg_terminate_backend): the next notification is written on a fresh
+        connection, not refused."""
+        dbs = ScratchDbs()
+        self.addCleanup(dbs.close)
+        svc = Service("mailer-spy", env={"MICRO_DATABASE_URL": dbs.micro},
+                      log_name="spy-killed-conn").start()
+        self.addCleanup(svc.stop)
+        for i in range(3):
+            self.assertEqual(svc.request("POST", "/notifications",
+                                         notification(shipTo=f"Before {i}"))[0], 201)
+            killed = harness.query(dbs.micro, "select count(pg_terminate_backend(pid)) "
+                                   "from pg_stat_activity where datname = current_database() "
+                                   "and pid <> pg_backend_pid()")[0][0]
+            self.assertGreaterEqual(killed, 1, "the spy holds no connection to kill")
+            n = notification(shipTo=f"After Kill {i}")
+            st, _, data = svc.request("POST", "/notifications", n)
+            self.assertEqual(st, 201, data)
+            self.assertIsNotNone(spied(dbs.micro, n["correlationId"]))
+        self.assertEqual(count(dbs.micro, "spied_mail"), 6)
 
     def test_postgres_micro_restart(self):
         """Stopped: 503 + Retry-After and /readyz 503. Started again: once
