@@ -24,13 +24,19 @@ over real HTTP on loopback. Covers:
 - SIGTERM with requests in flight and under a concurrent load: every 201 has
   its row, nothing hangs, exit code 0.
 
+Also: bad configuration stops the start naming the variable, --help and
+docs/SPY.md list the same variables, and a SPY_TEMPLATE file renders.
+
 Waiting for a commit is made certain, not timed: the test holds a SHARE
 lock on spied_mail, so the committer's INSERT blocks until it lets go.
 """
 import http.client
 import json
+import os
 import re
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -725,6 +731,70 @@ class SpyDrain(unittest.TestCase):
         rows = count(self.dbs.micro, "spied_mail")
         self.assertGreaterEqual(rows, len(created))
         note(drain_answers=statuses, rows=rows, created=len(created))
+
+
+@unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")
+class SpyConfig(unittest.TestCase):
+    """Bad configuration stops the start (exit 2) naming what is wrong;
+    --help lists every variable, and docs/SPY.md documents each one."""
+
+    def run_spy(self, env, *args):
+        e = dict(os.environ, PORT=str(harness.free_port()))
+        e.pop("MICRO_DATABASE_URL", None)
+        e.update(env)
+        return subprocess.run([os.path.join(harness.BIN_DIR, "mailer-spy")] + list(args),
+                              env=e, capture_output=True, text=True, timeout=30)
+
+    def test_help_lists_what_the_docs_describe(self):
+        p = self.run_spy({}, "--help")
+        self.assertEqual(p.returncode, 0)
+        names = re.findall(r"\[([A-Z_]+)\]", p.stdout + p.stderr)
+        self.assertIn("SPY_TOKEN", names)
+        with open(os.path.join(harness.TOP, "docs", "SPY.md"), encoding="utf-8") as f:
+            doc = f.read()
+        missing = [n for n in names if f"`{n}`" not in doc]
+        self.assertEqual(missing, [], "variables in --help that docs/SPY.md does not describe")
+
+    def test_bad_values_stop_the_start(self):
+        url = harness.MICRO_URL
+        bad = [
+            ({}, "MICRO_DATABASE_URL"),
+            ({"MICRO_DATABASE_URL": url, "SPY_THREADS": "0"}, "SPY_THREADS"),
+            ({"MICRO_DATABASE_URL": url, "PORT": "70000"}, "PORT"),
+            ({"MICRO_DATABASE_URL": url, "SPY_MODE": "shadow"}, "SPY_MODE"),
+            ({"MICRO_DATABASE_URL": url, "MAX_BODY": "12abc"}, "MAX_BODY"),
+            ({"MICRO_DATABASE_URL": url, "MAIL_DOMAIN": "bad domain"}, "MAIL_DOMAIN"),
+            ({"MICRO_DATABASE_URL": url, "SPY_TEMPLATE": "/nonexistent/template.txt"},
+             "SPY_TEMPLATE"),
+        ]
+        for env, name in bad:
+            with self.subTest(name):
+                p = self.run_spy(env)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(name, p.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as t:
+            t.write("Hello {name},\n")
+            t.flush()
+            p = self.run_spy({"MICRO_DATABASE_URL": url, "SPY_TEMPLATE": t.name})
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("unknown placeholder", p.stderr)
+
+    def test_template_file_renders(self):
+        """SPY_TEMPLATE replaces the body, with CRLF line ends and literal braces."""
+        dbs = ScratchDbs()
+        self.addCleanup(dbs.close)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as t:
+            t.write("Hi {shipTo} <{destination}>,\n{{ref {id}}}: {total}\n")
+        self.addCleanup(os.unlink, t.name)
+        with Service("mailer-spy", env={"MICRO_DATABASE_URL": dbs.micro, "SPY_TEMPLATE": t.name},
+                     log_name="spy-template") as svc:
+            n = notification(payrollId=9, shipTo="Zoë", total=12.3)
+            st, _, data = svc.request("POST", "/notifications", n)
+            self.assertEqual(st, 201, data)
+            doc = json.loads(data)
+            self.assertEqual(doc["body"], "Hi Zoë <zoe@example.com>,\r\n{ref 9}: 12.30\r\n")
+            self.assertEqual(doc["subject"], "Payroll 9 shipped")
+            self.assertEqual(spied(dbs.micro, n["correlationId"])[3], doc["body"])
 
 
 if __name__ == "__main__":
