@@ -343,6 +343,16 @@ runstore_ack(PGconn *mono, PGconn *micro, int64_t id, const char *note,
 	if (pg_ok(mono, res, PGRES_COMMAND_OK, "postgresMono: resolving", err,
 	    errlen) == -1)
 		return -1;
+	if (strcmp(PQcmdTuples(res), "0") == 0) {
+		/* A run (late partner) or another ack got there between our
+		 * look and this update: theirs stands, and we say so. */
+		PQclear(res);
+		res = PQexec(mono, "rollback");
+		PQclear(res);
+		snprintf(err, errlen, "mismatch %lld was resolved meanwhile",
+		    (long long)id);
+		return 1;
+	}
 	PQclear(res);
 	res = PQexecParams(mono, "update sent_mail set consumed_at = now() "
 	    "where correlation_id = $1::uuid and consumed_at is null", 1, NULL,

@@ -307,6 +307,40 @@ class Outcomes(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(json.loads(out)["run"]["counts"]["skipped_open"], 1)
 
+    def test_ack_of_a_mismatch_resolved_meanwhile(self):
+        cid = self.pair(mail(), None)
+        self.assertEqual(run("run", "--grace", "0")[0], 1)
+        mid = q(MONO_URL, "select id from reconciliation_mismatch")[0][0]
+        # Another party holds the mismatch row: ack has looked it up and
+        # waits on its update; the other party resolves it and commits.
+        other = db(MONO_URL)
+        other.autocommit = False
+        try:
+            with other.cursor() as c:
+                c.execute("select 1 from reconciliation_mismatch where id = %s for update",
+                          (mid,))
+            e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL)
+            p = subprocess.Popen([RECONCILER, "ack", str(mid), "--note", "mine"], env=e,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.time() + 60
+            while time.time() < deadline and p.poll() is None and not q(
+                    MONO_URL, "select 1 from pg_stat_activity where application_name ="
+                    " 'reconciler' and wait_event_type = 'Lock'"):
+                time.sleep(0.05)
+            with other.cursor() as c:
+                c.execute("update reconciliation_mismatch set resolved_at = now(),"
+                          " resolution = 'late' where id = %s", (mid,))
+            other.commit()
+        finally:
+            other.close()
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 2, err)
+        self.assertIn("resolved meanwhile", err)
+        self.assertNotIn("acknowledged", out)
+        self.assertEqual(q(MONO_URL, "select resolution, note from reconciliation_mismatch"),
+                         [("late", None)])
+        self.assertNotIn(cid, consumed(MONO_URL, "sent_mail"))
+
     def test_quiet_prints_only_news(self):
         self.pair(mail(), mail())
         rc, out, err = run("run", "--grace", "0", "--quiet")
