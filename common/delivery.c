@@ -125,6 +125,9 @@ claim(struct delivery *d, PGconn *conn, struct queued_mail **out, char *err,
 	int i, rows;
 
 	*out = NULL;
+	/* never claim inside a transaction something else left open */
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+		release(conn);
 	if (exec_cmd(conn, "BEGIN", err, errlen) != 0)
 		return -1;
 	snprintf(lim, sizeof(lim), "%zu", d->cfg.batch);
@@ -379,12 +382,18 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 	    " FROM %s WHERE status = 'pending' AND next_attempt_at <= now()"
 	    " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
 	    cfg->table);
+	/*
+	 * clock_timestamp(), not now(): the transaction began at the claim,
+	 * before the SMTP session, and a retry's delay counts from the
+	 * attempt's end.
+	 */
 	d->settle_sql = xasprintf(
 	    "UPDATE %s s SET status = u.status, attempts = s.attempts + 1,"
 	    " last_error = u.err,"
-	    " sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE s.sent_at END,"
+	    " sent_at = CASE WHEN u.status = 'sent' THEN clock_timestamp()"
+	    "  ELSE s.sent_at END,"
 	    " next_attempt_at = CASE WHEN u.status = 'pending'"
-	    "  THEN now() + u.delay * interval '1 millisecond'"
+	    "  THEN clock_timestamp() + u.delay * interval '1 millisecond'"
 	    "  ELSE s.next_attempt_at END"
 	    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
 	    "  AS u(id, status, err, delay)"

@@ -3,10 +3,12 @@
 CaptureSMTP is a real SMTP server (aiosmtpd, in this process, on loopback)
 that keeps every message exactly as it arrived on the wire (CRLF and all)
 with its envelope and session facts (TLS, AUTH, which connection), and can
-answer 5xx to chosen recipients. SlowHTTP is a real HTTP server that
+answer 5xx (or 4xx) to chosen recipients, leave 8BITMIME out of its EHLO,
+and be slow at EHLO or DATA. SlowHTTP is a real HTTP server that
 answers POST /notifications after a delay (or with a chosen status), to
 play a slow, failing or recording mailer-spy.
 """
+import asyncio
 import http.server
 import json
 import os
@@ -26,13 +28,28 @@ class _Handler:
     def __init__(self, owner):
         self.owner = owner
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.owner.ehlo_delay:
+            await asyncio.sleep(self.owner.ehlo_delay)
+        if self.owner.no_8bitmime:
+            responses = [r for r in responses if "8BITMIME" not in r]
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.owner.reject:
+            with self.owner.lock:
+                self.owner.refusals.append((address, time.time()))
             return self.owner.reject[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        t = time.time()
+        with self.owner.lock:
+            self.owner.data_started += 1
+        if self.owner.data_delay:
+            await asyncio.sleep(self.owner.data_delay)
         with self.owner.lock:
             self.owner.messages.append({
                 "raw": envelope.original_content,
@@ -42,16 +59,23 @@ class _Handler:
                 "tls": session.ssl is not None,
                 "authenticated": bool(session.authenticated),
                 "peer": session.peer,
+                "t_data": t,
             })
         return "250 OK queued"
 
 
 class CaptureSMTP:
     def __init__(self, port=None, reject=None, tls_context=None,
-                 require_starttls=False, users=None):
+                 require_starttls=False, users=None, no_8bitmime=False,
+                 ehlo_delay=0.0, data_delay=0.0):
         self.port = port or harness.free_port()
         self.reject = dict(reject or {})
+        self.no_8bitmime = no_8bitmime
+        self.ehlo_delay = ehlo_delay
+        self.data_delay = data_delay
         self.messages = []
+        self.refusals = []
+        self.data_started = 0
         self.lock = threading.Lock()
         kwargs = {}
         if tls_context is not None:

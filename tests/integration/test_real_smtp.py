@@ -6,9 +6,17 @@ port); a 5xx for one recipient failing that row only, inside a batch sent
 over one session; two mailer-real processes on one database delivering
 each row once; SMTP_STARTTLS=required (with a trusted certificate it
 sends over TLS; against a server without STARTTLS nothing is sent); SMTP
-AUTH with the right and the wrong password.
+AUTH with the right and the wrong password; a server without 8BITMIME
+gets José Núñez quoted-printable (7-bit on the wire, the same text once
+decoded); sent_at and a retry's next attempt count from the SMTP attempt,
+not from the claim that began the worker's transaction; a worker killed,
+or whose database connection is cut, in the middle of an SMTP session
+releases its claimed rows at once (rolled back, sent again: at least
+once, same Message-Id), with no lease to wait out.
 """
 import concurrent.futures
+import email
+import email.policy
 import json
 import os
 import ssl
@@ -18,7 +26,7 @@ import unittest
 
 from harness import Service, query, execute, wait_for, MONO_URL
 from real_support import (CaptureSMTP, closed_port, mono_env, reset_outbox,
-                          self_signed_cert)
+                          self_signed_cert, split_message)
 
 
 def post(svc, ship, total=1):
@@ -158,6 +166,128 @@ class RealSmtpTest(unittest.TestCase):
                 wait_for(lambda: statuses([cid])[cid][1] >= 2, what="attempts")
                 self.assertEqual(statuses([cid])[cid][0], "pending")
                 self.assertEqual(smtp.by_message_id(cid), [])
+
+    def test_quoted_printable_without_8bitmime(self):
+        with CaptureSMTP(no_8bitmime=True) as smtp, \
+                Service("mailer-real", env=mono_env(smtp.port), log_name="real-qp") as svc:
+            doc = post(svc, "José Núñez", 1500.75)
+            cid = doc["notification"]["correlationId"]
+            m = wait_for(lambda: smtp.by_message_id(cid), what="mail delivered")[0]
+            self.assertNotIn("BODY=8BITMIME", m["mail_options"])
+            self.assertTrue(all(b < 0x80 for b in m["raw"]), "8-bit bytes sent to a 7-bit server")
+            self.assertNotRegex(m["raw"], rb"[^\r]\n")
+            headers, _ = split_message(m["raw"])
+            self.assertEqual(headers["content-transfer-encoding"], "quoted-printable")
+            self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+            msg = email.message_from_bytes(m["raw"], policy=email.policy.default)
+            self.assertEqual(msg.get_payload(decode=True).decode("utf-8"),
+                             f"Hello José Núñez,\r\n\r\nPayroll {doc['id']} shipped to "
+                             f"José Núñez of 1500.75.\r\n")
+
+    def test_times_count_from_the_attempt_not_the_claim(self):
+        # The worker's transaction begins at the claim, before the SMTP
+        # session; a slow EHLO puts the claim well before DATA and RCPT.
+        port = closed_port()
+        env = mono_env(port, DELIVERY_RETRY_BASE_MS=60000, DELIVERY_RETRY_MAX_MS=60000)
+        reject = {"later@example.com": "451 4.3.0 try again later"}
+        with Service("mailer-real", env=mono_env(port, DELIVERY_RETRY_BASE_MS=600000,
+                                                 DELIVERY_RETRY_MAX_MS=600000),
+                     log_name="real-times-a") as svc:
+            cids = [post(svc, ship)["notification"]["correlationId"]
+                    for ship in ("Timed One", "later@example.com")]
+            wait_for(lambda: all(s[1] >= 1 for s in statuses(cids).values()),
+                     what="first attempts")
+        execute(MONO_URL, "update sent_mail set next_attempt_at = now(), attempts = 0 "
+                          "where correlation_id = any(%s::uuid[])", (cids,))
+        with CaptureSMTP(port=port, reject=reject, ehlo_delay=1.0) as smtp, \
+                Service("mailer-real", env=env, log_name="real-times-b"):
+            wait_for(lambda: statuses(cids)[cids[0]][0] == "sent", what="sent")
+            wait_for(lambda: statuses(cids)[cids[1]][1] >= 1, what="second settled")
+            t_data = smtp.by_message_id(cids[0])[0]["t_data"]
+            t_refused = [t for a, t in smtp.refusals if a == "later@example.com"][0]
+            sent_at, next_at = query(
+                MONO_URL, "select extract(epoch from a.sent_at)::float8,"
+                " extract(epoch from b.next_attempt_at)::float8"
+                " from sent_mail a, sent_mail b"
+                " where a.correlation_id = %s and b.correlation_id = %s", (cids[0], cids[1]))[0]
+            self.assertEqual(statuses(cids)[cids[1]][0], "pending")
+            self.assertGreaterEqual(sent_at, t_data - 0.3,
+                                    "sent_at is the claim's time, before the mail was sent")
+            self.assertGreaterEqual(next_at, t_refused + 60 - 0.3,
+                                    "the retry delay counts from the claim, not the attempt")
+
+    def worker_backend(self):
+        """pid of a mailer-real worker's backend holding claimed rows."""
+        rows = query(MONO_URL, "select pid from pg_stat_activity where datname = current_database()"
+                               " and state = 'idle in transaction'"
+                               " and query like %s", ("%FOR UPDATE SKIP LOCKED%",))
+        return rows[0][0] if rows else None
+
+    def due_rows(self, log_name):
+        """Three payrolls made while no SMTP server listens on a port, all
+        due again now with no attempt counted: (port, correlation ids)."""
+        port = closed_port()
+        with Service("mailer-real", env=mono_env(port, DELIVERY_RETRY_BASE_MS=600000,
+                                                 DELIVERY_RETRY_MAX_MS=600000),
+                     log_name=log_name + "-a") as svc:
+            cids = [post(svc, f"Claimed {c}")["notification"]["correlationId"] for c in "ABC"]
+            wait_for(lambda: all(s[1] >= 1 for s in statuses(cids).values()),
+                     what="first attempts")
+        execute(MONO_URL, "update sent_mail set next_attempt_at = now(), attempts = 0 "
+                          "where correlation_id = any(%s::uuid[])", (cids,))
+        return port, cids
+
+    def test_killed_worker_releases_its_rows_at_once(self):
+        port, cids = self.due_rows("real-kill")
+        stall = CaptureSMTP(port=port, data_delay=30).start()
+        try:
+            a = Service("mailer-real", env=mono_env(port, DELIVERY_BATCH=10, DELIVERY_WORKERS=1),
+                        log_name="real-kill-b").start()
+            try:
+                wait_for(lambda: stall.data_started >= 1, what="a session in DATA")
+                self.assertIsNotNone(self.worker_backend(), "no worker holds the claimed rows")
+                a.kill()
+            finally:
+                a.stop()
+        finally:
+            stall.stop()
+        # The rows are due again now (no lease): another process on
+        # another port delivers them, while the default poll would not
+        # even have woken a second time.
+        wait_for(lambda: self.worker_backend() is None, what="the killed worker's locks released")
+        st = statuses(cids)
+        self.assertEqual({s[0] for s in st.values()}, {"pending"})
+        self.assertEqual({s[1] for s in st.values()}, {0}, "the killed attempt was recorded")
+        with CaptureSMTP() as smtp, \
+                Service("mailer-real", env=mono_env(smtp.port), log_name="real-kill-c"):
+            wait_for(lambda: all(s[0] == "sent" for s in statuses(cids).values()),
+                     timeout=20, what="all sent by the next process")
+            for cid in cids:
+                self.assertEqual(len(smtp.by_message_id(cid)), 1, cid)
+
+    def test_lost_database_connection_rolls_the_batch_back(self):
+        port, cids = self.due_rows("real-lost")
+        with CaptureSMTP(port=port, data_delay=1.5) as smtp, \
+                Service("mailer-real", env=mono_env(port, DELIVERY_BATCH=10, DELIVERY_WORKERS=1),
+                        log_name="real-lost-b") as svc:
+            wait_for(lambda: smtp.data_started >= 1, what="a session in DATA")
+            pid = self.worker_backend()
+            self.assertIsNotNone(pid, "no worker holds the claimed rows")
+            query(MONO_URL, "select pg_terminate_backend(%s)", (pid,))
+            # the session finishes (250 for each), the settle cannot be
+            # recorded, the worker reconnects and sends the batch again
+            wait_for(lambda: all(s[0] == "sent" for s in statuses(cids).values()),
+                     timeout=30, what="all sent after the reconnect")
+            self.assertIn("not recorded", svc.log_text())
+            for cid in cids:
+                got = smtp.by_message_id(cid)
+                self.assertIn(len(got), (1, 2), cid)
+                self.assertEqual(len({m["raw"].split(b"Message-Id: ")[1].split(b"\r\n")[0]
+                                      for m in got}), 1)
+            self.assertTrue(any(len(smtp.by_message_id(c)) == 2 for c in cids),
+                            "the batch whose outcome was lost did not go again")
+            self.assertEqual({s[1] for s in statuses(cids).values()}, {1},
+                             "the rolled-back attempt was counted")
 
 
 if __name__ == "__main__":
