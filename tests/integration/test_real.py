@@ -4,9 +4,12 @@ Covers: the seed's curl command verbatim (201, Location, total 320.00, the
 canonical mail byte for byte with CRLF and charset on a real SMTP server);
 José Núñez arriving intact (8BITMIME); header-injection attempts refused
 with nothing stored or sent; Idempotency-Key replay (same answer, one row,
-one mail) and conflict (422); validation errors; GET by id and keyset pages.
+one mail) and conflict (422), also with twelve clients racing on one key
+(they may share a group commit: one payroll, one mail, one first answer);
+validation errors; GET by id and keyset pages.
 Real PostgreSQL (postgresMono of the dev env), real SMTP (aiosmtpd).
 """
+import concurrent.futures
 import json
 import re
 import socket
@@ -163,6 +166,31 @@ class RealApiTest(unittest.TestCase):
         self.assertEqual(json.loads(d4)["field"], "Idempotency-Key")
         self.assertEqual(query(MONO_URL, "select count(*) from payroll where idempotency_key = %s",
                                (key,))[0][0], 1)
+
+    def test_idempotency_key_raced(self):
+        key = f"race-{time.time_ns()}"
+        body = {"shipTo": "Race Winner", "total": 77.7}
+
+        def send(b):
+            return self.post(b, {"Idempotency-Key": key})
+        with concurrent.futures.ThreadPoolExecutor(12) as ex:
+            got = list(ex.map(send, [body] * 12 + [{"shipTo": "Race Loser", "total": 1}] * 4))
+        same, other = got[:12], got[12:]
+        self.assertEqual({st for st, _, _ in same}, {201}, same)
+        self.assertEqual(len({d for _, _, d in same}), 1, "replays answered differently")
+        self.assertEqual(sum(1 for _, h, _ in same if "idempotent-replayed" not in h), 1,
+                         "not exactly one first answer")
+        # the other body waits for a free thread, so comes after a winner
+        self.assertEqual({st for st, _, _ in other}, {422}, other)
+        cid = json.loads(same[0][2])["notification"]["correlationId"]
+        self.assertEqual(query(MONO_URL, "select count(*) from payroll where idempotency_key = %s",
+                               (key,))[0][0], 1)
+        self.assertEqual(query(MONO_URL, "select count(*) from sent_mail m join payroll p "
+                                         "on p.id = m.payroll_id where p.idempotency_key = %s",
+                               (key,))[0][0], 1)
+        self.wait_mail(cid)
+        time.sleep(0.5)
+        self.assertEqual(len(self.smtp.by_message_id(cid)), 1)
 
     def test_validation(self):
         cases = [

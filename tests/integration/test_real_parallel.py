@@ -3,7 +3,10 @@
 Covers: the wire of POST /notifications (JSON shape, total 320.00, Bearer
 token); a dead spy, a spy answering after 5 s and a spy answering 503
 never change the payroll's 201 (answered within the client's timeout) and
-each is counted in /metrics; deterministic sampling by the correlation
+each is counted in /metrics; so do a full queue (DISPATCH_QUEUE=1 behind a
+slow spy: the overflow is dropped and counted as queue_full), a 401, an
+answer that is not the spy's record, and a connection closed without an
+answer (http_4xx, bad_answer, error; each a candidate error); deterministic sampling by the correlation
 id's hash (0 %, 50 %: the same payrolls as the FNV-1a rule says);
 NOTIFIER=smtp hands nothing over; NOTIFIER=remote records 'delegated',
 sends nothing itself and hands over; a spy answering a different subject
@@ -14,6 +17,8 @@ counts a match.
 """
 import json
 import os
+import socket
+import threading
 import time
 import unittest
 
@@ -32,6 +37,16 @@ def fnv1a(s):
         h ^= b
         h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+def canonical(req):
+    """The spy's answer for a plain ASCII name (what mailer-spy would record)."""
+    ship, pid = req["shipTo"], req["payrollId"]
+    return {"correlationId": req["correlationId"],
+            "destination": ship.lower().replace(" ", ".") + "@example.com",
+            "subject": f"Payroll {pid} shipped",
+            "body": f"Hello {ship},\r\n\r\nPayroll {pid} shipped to {ship} of "
+                    f"{req['total']:.2f}.\r\n"}
 
 
 def post(svc, ship, total=320, timeout=10):
@@ -163,6 +178,74 @@ class RealParallelTest(unittest.TestCase):
                                    "where correlation_id = %s", (cid,))
             self.assertEqual(rows, [("delegated", "remote.mode@example.com",
                                      f"Payroll {doc['id']} shipped")])
+
+    def test_full_queue_drops_and_counts(self):
+        n = 10
+        with SlowHTTP(delay=6, answer=canonical) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="20000",
+                                                    DISPATCH_QUEUE=1, DISPATCH_INFLIGHT=1),
+                        log_name="real-par-full") as svc:
+            for i in range(n):
+                post(svc, f"Full Queue {chr(65 + i)}", timeout=3)
+            full = metric(svc.port, DISPATCH, 'outcome="queue_full"')
+            # one in flight, one waiting: the rest overflow (one more may
+            # overflow when the dispatcher had not yet taken the first)
+            self.assertIn(full, (n - 2, n - 1), "queue_full")
+            wait_for(lambda: len(spy.requests) == n - full, timeout=30, what="the queued ones sent")
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == n - full, timeout=30,
+                     what="their answers")
+            self.assertEqual(metric(svc.port, EXP, 'experiment="mail-render",result="matched"'),
+                             n - full)
+            self.assertIn("queue full", svc.log_text())
+
+    def check_answer_outcome(self, spy_port, outcome, log_name):
+        env = self.env(SPY_URL=f"http://127.0.0.1:{spy_port}")
+        with Service("mailer-real", env=env, log_name=log_name) as svc:
+            doc = post(svc, f"Outcome {outcome.replace('_', ' ')}", timeout=3)
+            wait_for(lambda: metric(svc.port, DISPATCH, f'outcome="{outcome}"') == 1,
+                     what=f"{outcome} counted")
+            wait_for(lambda: metric(svc.port, EXP, 'experiment="mail-render",result="candidate_error"') == 1,
+                     what="a candidate error")
+            self.assertEqual(metric(svc.port, EXP, 'experiment="mail-render",result="matched"'), 0)
+            st, _, data = svc.request("GET", f"/payroll/{doc['id']}")
+            self.assertEqual(st, 200)
+
+    def test_spy_4xx_bad_answer_and_no_answer_are_counted(self):
+        with SlowHTTP(status=401) as spy:
+            self.check_answer_outcome(spy.port, "http_4xx", "real-par-4xx")
+        with SlowHTTP(answer=lambda req: {"correlationId": req["correlationId"], "ok": True}) as spy:
+            self.check_answer_outcome(spy.port, "bad_answer", "real-par-bad")
+        with SlowHTTP(answer=lambda req: {"correlationId": "00000000-0000-4000-8000-000000000000",
+                                          "destination": "x@example.com", "subject": "s",
+                                          "body": "b"}) as spy:
+            self.check_answer_outcome(spy.port, "bad_answer", "real-par-othercid")
+        # a server that reads the request and closes without a word
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        stop = threading.Event()
+
+        def mute():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                c.settimeout(2)
+                try:
+                    c.recv(65536)
+                except OSError:
+                    pass
+                c.close()
+        t = threading.Thread(target=mute, daemon=True)
+        t.start()
+        try:
+            self.check_answer_outcome(srv.getsockname()[1], "error", "real-par-mute")
+        finally:
+            stop.set()
+            t.join()
+            srv.close()
 
     @unittest.skipUnless(spy_available(), "mailer-spy is not built yet")
     def test_with_real_spy_both_stores_agree(self):
