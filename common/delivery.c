@@ -211,7 +211,7 @@ deliver_once(struct worker *w)
 	char err[512] = "";
 	PGconn *conn;
 	double t0, tc = now_s(), ts;
-	int n, i, rc = -1;
+	int n, i, session_ok, rc = -1;
 
 	conn = db_get(w->db, err, sizeof(err));
 	if (conn == NULL)
@@ -237,7 +237,9 @@ deliver_once(struct worker *w)
 		mails[i].body = rows[i].body;
 	}
 	t0 = now_s();
-	if (smtp_send_batch(w->smtp, mails, (size_t)n, err, sizeof(err)) != 0) {
+	session_ok = smtp_send_batch(w->smtp, mails, (size_t)n, err,
+	    sizeof(err)) == 0;
+	if (!session_ok) {
 		metrics_inc(d->m_session_fail, 1);
 		log_warnx("delivery %u: %d mail(s) not sent: %s", w->index, n, err);
 	} else {
@@ -278,6 +280,14 @@ deliver_once(struct worker *w)
 				out[i].fate = FATE_RETRY;
 				out[i].retry_in_ms = backoff_ms(cfg, rows[i].attempts);
 				metrics_inc(d->m_retry, 1);
+				/* a session that failed whole was logged once above */
+				if (session_ok)
+					log_info("delivery: %s to %s not sent (attempt "
+					    "%d), again in %ld ms: %s",
+					    rows[i].correlation_id, rows[i].destination,
+					    rows[i].attempts + 1, out[i].retry_in_ms,
+					    mails[i].reply[0] ? mails[i].reply :
+					    "no answer");
 			}
 			break;
 		}

@@ -123,14 +123,16 @@ class RealSmtpTest(unittest.TestCase):
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(cert, key)
             with CaptureSMTP(tls_context=ctx, require_starttls=True) as smtp:
+                # generous step timeout: a TLS handshake with the Python
+                # server on a loaded machine (or under ASAN) can take seconds
                 env = mono_env(smtp.port, SMTP_HOST="localhost", SMTP_STARTTLS="required",
-                               SMTP_CA_FILE=cert)
+                               SMTP_CA_FILE=cert, SMTP_TIMEOUT_S=30)
                 with Service("mailer-real", env=env, log_name="real-tls") as svc:
                     # one after the other: a second TLS session in one
                     # process must work (libesmtp 1.1.0 trap)
                     for c in "AB":
                         cid = post(svc, f"Tls {c}")["notification"]["correlationId"]
-                        wait_for(lambda: statuses([cid])[cid][0] == "sent",
+                        wait_for(lambda: statuses([cid])[cid][0] == "sent", timeout=90,
                                  what="sent over TLS")
                         self.assertTrue(smtp.by_message_id(cid)[0]["tls"])
                 # without the CA, the certificate is not trusted: nothing sent
