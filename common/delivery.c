@@ -314,6 +314,10 @@ done:
 	return rc;
 }
 
+/* After a store problem a worker waits this long, doubling up to the cap. */
+#define FAIL_FIRST_MS	1000u
+#define FAIL_MAX_MS	10000u
+
 static void *
 worker_main(void *arg)
 {
@@ -321,6 +325,7 @@ worker_main(void *arg)
 	struct delivery *d = w->d;
 	unsigned long seen;
 	struct timespec until;
+	unsigned wait_ms, fail_ms = 0;
 	int n = 0;
 
 	pthread_mutex_lock(&d->lock);
@@ -328,25 +333,36 @@ worker_main(void *arg)
 	pthread_mutex_unlock(&d->lock);
 	for (;;) {
 		n = deliver_once(w);
+		/*
+		 * A store problem backs off, deaf to wakes: a batch whose
+		 * outcome could not be recorded is due again at once, and
+		 * sending it again on every commit would flood its recipients.
+		 */
+		if (n < 0)
+			fail_ms = fail_ms == 0 ? FAIL_FIRST_MS :
+			    fail_ms * 2 > FAIL_MAX_MS ? FAIL_MAX_MS : fail_ms * 2;
+		else
+			fail_ms = 0;
 		pthread_mutex_lock(&d->lock);
 		if (d->stopping) {
 			pthread_mutex_unlock(&d->lock);
 			break;
 		}
 		/* a full batch means more may be due: go again at once */
-		if (n >= (int)d->cfg.batch || d->wakes != seen) {
+		if (n >= 0 && (n >= (int)d->cfg.batch || d->wakes != seen)) {
 			seen = d->wakes;
 			pthread_mutex_unlock(&d->lock);
 			continue;
 		}
+		wait_ms = fail_ms != 0 ? fail_ms : d->cfg.poll_ms;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += d->cfg.poll_ms / 1000;
-		until.tv_nsec += (long)(d->cfg.poll_ms % 1000) * 1000000L;
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (d->wakes == seen && !d->stopping) {
+		while ((fail_ms != 0 || d->wakes == seen) && !d->stopping) {
 			if (pthread_cond_timedwait(&d->cond, &d->lock, &until) ==
 			    ETIMEDOUT)
 				break;

@@ -12,7 +12,9 @@ decoded); sent_at and a retry's next attempt count from the SMTP attempt,
 not from the claim that began the worker's transaction; a worker killed,
 or whose database connection is cut, in the middle of an SMTP session
 releases its claimed rows at once (rolled back, sent again: at least
-once, same Message-Id), with no lease to wait out.
+once, same Message-Id), with no lease to wait out; a batch whose outcome
+cannot be recorded on a live connection is not sent again on every
+commit (the worker backs off).
 """
 import concurrent.futures
 import email
@@ -290,6 +292,33 @@ class RealSmtpTest(unittest.TestCase):
                             "the batch whose outcome was lost did not go again")
             self.assertEqual({s[1] for s in statuses(cids).values()}, {1},
                              "the rolled-back attempt was counted")
+
+    def test_unrecorded_outcome_is_not_resent_on_every_commit(self):
+        # A settle that fails on a live connection (here a trigger refuses
+        # the 'sent' of one row) rolls the batch back: its mail is due
+        # again at once. The worker must back off, not send it again each
+        # time a commit wakes it.
+        execute(MONO_URL, """
+            create or replace function test_refuse_sent() returns trigger
+            language plpgsql as $$ begin raise exception 'test: settle refused'; end $$;
+            drop trigger if exists test_refuse_sent on sent_mail;
+            create trigger test_refuse_sent before update on sent_mail for each row
+              when (new.destination = 'storm@example.com' and new.status = 'sent')
+              execute function test_refuse_sent();""")
+        self.addCleanup(execute, MONO_URL, "drop trigger if exists test_refuse_sent on sent_mail;"
+                                           " drop function if exists test_refuse_sent()")
+        with CaptureSMTP() as smtp, \
+                Service("mailer-real", env=mono_env(smtp.port, DELIVERY_WORKERS=1),
+                        log_name="real-storm") as svc:
+            cid = post(svc, "storm@example.com")["notification"]["correlationId"]
+            wait_for(lambda: smtp.by_message_id(cid), what="first delivery")
+            for i in range(40):
+                post(svc, f"Storm Waker {chr(65 + i % 26)}")   # each commit wakes it
+                time.sleep(0.1)
+            copies = len(smtp.by_message_id(cid))
+            self.assertIn("not recorded", svc.log_text())
+            self.assertLessEqual(copies, 6, f"the unrecorded mail went {copies} times")
+            self.assertEqual(statuses([cid])[cid][0], "pending")
 
 
 if __name__ == "__main__":
