@@ -15,7 +15,9 @@
  * capped) until max_attempts, then failed with the server's last answer.
  * A worker sleeps on a condition variable: delivery_wake() after a commit
  * starts it at once, and it polls every poll_ms anyway for retries coming
- * due and for rows other processes left behind.
+ * due and for rows other processes left behind. After a store problem it
+ * backs off (1 s doubling to 10 s) deaf to wakes, so a batch whose outcome
+ * could not be recorded is not sent again on every commit.
  *
  * Delivery is at least once: a crash between the SMTP server's acceptance
  * and the commit rolls the claim back and the batch goes again, with the
