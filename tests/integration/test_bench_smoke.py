@@ -18,7 +18,8 @@ GOALS = {
     "spy": ["spy req/s >= min(50% bare, 80% DB floor)", "spy p99 <= 10 ms at half its peak"],
     "real": ["NOTIFIER=parallel adds <= 5% to p50", "SMTP delivery >= 50% of smtp-source"],
     "rec": ["reconciler <= 1.25x server floor", "reconciler >= 20x faster than naive fdw",
-            "reconciler >= 2.5x faster than tuned fdw"],
+            "reconciler >= 2.5x faster than tuned fdw", "reconciler peak RSS <= 64 MiB",
+            "reconciler peak RSS flat as pairs grow"],
 }
 
 
