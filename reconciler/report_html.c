@@ -257,7 +257,14 @@ summary(FILE *fp, const struct run_summary *s)
 	put_str(fp, s->started_at);
 	fputs("</td></tr>\n<tr><th>finished</th><td>", fp);
 	put_str(fp, s->finished_at);
+	fputs("</td></tr>\n<tr><th>cutoff</th><td>", fp);
+	put_str(fp, s->cutoff);
 	fputs("</td></tr>\n", fp);
+	if (s->rules_file) {
+		fputs("<tr><th>rules file</th><td>", fp);
+		put_str(fp, s->rules_file);
+		fputs("</td></tr>\n", fp);
+	}
 	for (i = 0; i < report_ncount_fields; i++)
 		fprintf(fp, "<tr><th>%s</th><td>%lld</td></tr>\n",
 		    report_count_fields[i].name,

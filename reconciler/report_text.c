@@ -32,6 +32,11 @@ summary(FILE *fp, const struct run_summary *s)
 		    report_count_fields[i].name,
 		    (long long)*report_count((struct run_counts *)&s->c, i));
 	fputc('\n', fp);
+	if (s->rules_file) {
+		char *e = escape_text(s->rules_file);
+		fprintf(fp, "rules file %s\n", e);
+		free(e);
+	}
 	if (s->nrules > 0) {
 		fprintf(fp, "rules (differences absorbed):");
 		for (i = 0; i < s->nrules; i++)

@@ -100,6 +100,8 @@ render(enum report_format f, struct mismatch *v, size_t n)
 	s.c.new_mismatches = 2;
 	s.rules = &hit;
 	s.nrules = 1;
+	s.cutoff = "2026-01-01T00:00:00.000Z";
+	s.rules_file = "/etc/noise<1>.rules";
 	assert_int_equal(report_write(fp, f, &s, &it, err, sizeof(err)), 0);
 	fclose(fp);
 	return buf;
@@ -193,6 +195,9 @@ test_html_escapes_and_marks(void **state)
 	assert_non_null(strstr(out, "<mark>"));
 	assert_non_null(strstr(out, "Payroll 1 shipped to A of 3."));
 	assert_non_null(strstr(out, "missing_in_micro"));
+	/* The summary: the cutoff and the rules file (escaped) too. */
+	assert_non_null(strstr(out, "<th>cutoff</th><td>2026-01-01T00:00:00.000Z"));
+	assert_non_null(strstr(out, "/etc/noise&lt;1&gt;.rules"));
 	free(out);
 }
 
@@ -238,6 +243,7 @@ test_text_summary_first(void **state)
 	assert_non_null(first);
 	assert_true(sum < first);
 	assert_non_null(strstr(out, "ts 4"));
+	assert_non_null(strstr(out, "rules file \"/etc/noise<1>.rules\""));
 	free(out);
 }
 
