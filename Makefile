@@ -30,7 +30,7 @@ LDLIBS   = $(PKG_LIBS) -pthread -lm $(EXTRA_LDFLAGS)
 PROGRAMS :=
 UNIT_TESTS :=
 
-COMMON_OBJS := common/log.o common/util.o common/config.o
+COMMON_OBJS := common/log.o common/util.o common/config.o common/strbuf.o
 
 include common/build.mk
 COMMON_O := $(addprefix $(BUILD)/,$(COMMON_OBJS))

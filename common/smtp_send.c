@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 struct smtp_sender {
@@ -94,38 +95,11 @@ smtp_address_ok(const char *s)
 	return 1;
 }
 
-/* A growing byte buffer for building messages. */
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = xrealloc(b->p, cap);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
 static const char b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static void
-buf_base64(struct buf *b, const unsigned char *s, size_t n)
+buf_base64(struct strbuf *b, const unsigned char *s, size_t n)
 {
 	char q[4];
 	size_t i;
@@ -140,7 +114,7 @@ buf_base64(struct buf *b, const unsigned char *s, size_t n)
 		q[1] = b64[(v >> 12) & 63];
 		q[2] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
 		q[3] = i + 2 < n ? b64[v & 63] : '=';
-		buf_add(b, q, 4);
+		strbuf_add(b, q, 4);
 	}
 }
 
@@ -150,7 +124,7 @@ buf_base64(struct buf *b, const unsigned char *s, size_t n)
  * folded onto continuation lines.
  */
 static void
-add_subject(struct buf *b, const char *subject)
+add_subject(struct strbuf *b, const char *subject)
 {
 	const unsigned char *s = (const unsigned char *)subject;
 	size_t len = strlen(subject), i, start, end;
@@ -161,36 +135,36 @@ add_subject(struct buf *b, const char *subject)
 			plain = 0;
 	/* "=?" inside a plain subject would be read as an encoded word */
 	if (plain && strstr(subject, "=?") == NULL) {
-		buf_str(b, "Subject: ");
-		buf_add(b, subject, len);
-		buf_str(b, "\r\n");
+		strbuf_str(b, "Subject: ");
+		strbuf_add(b, subject, len);
+		strbuf_str(b, "\r\n");
 		return;
 	}
-	buf_str(b, "Subject:");
+	strbuf_str(b, "Subject:");
 	for (start = 0; start < len || start == 0; start = end) {
 		end = start + 45 < len ? start + 45 : len;
 		while (end < len && end > start && (s[end] & 0xc0) == 0x80)
 			end--;
 		if (end == start)	/* not UTF-8 at all: cut anywhere */
 			end = start + 45 < len ? start + 45 : len;
-		buf_str(b, start == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
+		strbuf_str(b, start == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
 		buf_base64(b, s + start, end - start);
-		buf_str(b, "?=");
+		strbuf_str(b, "?=");
 		if (len == 0)
 			break;
 	}
-	buf_str(b, "\r\n");
+	strbuf_str(b, "\r\n");
 }
 
 /* Body with every line end made CRLF and a final CRLF. */
 static void
-normalise_body(struct buf *out, const char *body)
+normalise_body(struct strbuf *out, const char *body)
 {
 	const char *p = body;
 
 	while (*p != '\0') {
 		size_t n = strcspn(p, "\r\n");
-		buf_add(out, p, n);
+		strbuf_add(out, p, n);
 		p += n;
 		if (*p == '\0')
 			break;
@@ -198,15 +172,15 @@ normalise_body(struct buf *out, const char *body)
 			p += 2;
 		else
 			p++;
-		buf_str(out, "\r\n");
+		strbuf_str(out, "\r\n");
 	}
 	if (out->len < 2 || memcmp(out->p + out->len - 2, "\r\n", 2) != 0)
-		buf_str(out, "\r\n");
+		strbuf_str(out, "\r\n");
 }
 
 /* RFC 2045 quoted-printable of CRLF-separated text, lines kept at <= 76. */
 static void
-add_qp(struct buf *b, const char *text, size_t len)
+add_qp(struct strbuf *b, const char *text, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t i = 0, col = 0;
@@ -218,7 +192,7 @@ add_qp(struct buf *b, const char *text, size_t len)
 		int at_eol;
 
 		if (c == '\r' && i + 1 < len && text[i + 1] == '\n') {
-			buf_str(b, "\r\n");
+			strbuf_str(b, "\r\n");
 			col = 0;
 			i += 2;
 			continue;
@@ -235,10 +209,10 @@ add_qp(struct buf *b, const char *text, size_t len)
 			n = 3;
 		}
 		if (col + n > 75) {
-			buf_str(b, "=\r\n");
+			strbuf_str(b, "=\r\n");
 			col = 0;
 		}
-		buf_add(b, enc, n);
+		strbuf_add(b, enc, n);
 		col += n;
 		i++;
 	}
@@ -266,7 +240,7 @@ needs_8bit(const char *s, size_t len, int *long_line)
 char *
 smtp_build_message(const struct smtp_mail *m, int eightbit_ok, size_t *lenp)
 {
-	struct buf b = { 0 }, body = { 0 };
+	struct strbuf b = { 0 }, body = { 0 };
 	char date[64];
 	struct tm tm;
 	time_t now = time(NULL);
@@ -284,25 +258,25 @@ smtp_build_message(const struct smtp_mail *m, int eightbit_ok, size_t *lenp)
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	buf_str(&b, "Message-Id: <");
-	buf_str(&b, m->message_id);
-	buf_str(&b, ">\r\nDate: ");
-	buf_str(&b, date);
-	buf_str(&b, "\r\nFrom: <");
-	buf_str(&b, m->from);
-	buf_str(&b, ">\r\nTo: <");
-	buf_str(&b, m->to);
-	buf_str(&b, ">\r\n");
+	strbuf_str(&b, "Message-Id: <");
+	strbuf_str(&b, m->message_id);
+	strbuf_str(&b, ">\r\nDate: ");
+	strbuf_str(&b, date);
+	strbuf_str(&b, "\r\nFrom: <");
+	strbuf_str(&b, m->from);
+	strbuf_str(&b, ">\r\nTo: <");
+	strbuf_str(&b, m->to);
+	strbuf_str(&b, ">\r\n");
 	add_subject(&b, m->subject);
-	buf_str(&b, "MIME-Version: 1.0\r\n"
+	strbuf_str(&b, "MIME-Version: 1.0\r\n"
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Transfer-Encoding: ");
-	buf_str(&b, cte);
-	buf_str(&b, "\r\n\r\n");
+	strbuf_str(&b, cte);
+	strbuf_str(&b, "\r\n\r\n");
 	if (strcmp(cte, "quoted-printable") == 0)
 		add_qp(&b, body.p, body.len);
 	else
-		buf_add(&b, body.p, body.len);
+		strbuf_add(&b, body.p, body.len);
 	free(body.p);
 	*lenp = b.len;
 	return b.p;

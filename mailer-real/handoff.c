@@ -19,6 +19,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/sql_array.h"
 #include "common/util.h"
 
 struct handoff {
@@ -81,8 +82,8 @@ static void
 record_acks(struct handoff *h, PGconn *conn)
 {
 	char (*acks)[IDS_UUID_LEN + 1];
-	size_t n, i, len;
-	char *arr, *p;
+	struct sql_array arr = { 0 };
+	size_t n, i;
 	const char *params[1];
 	PGresult *res;
 
@@ -95,18 +96,9 @@ record_acks(struct handoff *h, PGconn *conn)
 	if (n == 0)
 		return;
 
-	len = n * (IDS_UUID_LEN + 1) + 3;
-	arr = p = xmalloc(len);
-	*p++ = '{';
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			*p++ = ',';
-		memcpy(p, acks[i], strlen(acks[i]));
-		p += strlen(acks[i]);
-	}
-	*p++ = '}';
-	*p = '\0';
-	params[0] = arr;
+	for (i = 0; i < n; i++)
+		sql_array_text(&arr, acks[i]);
+	params[0] = sql_array_done(&arr);
 	res = PQexecParams(conn, ack_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
 		metrics_inc(h->m_acked, (double)n);
@@ -121,7 +113,7 @@ record_acks(struct handoff *h, PGconn *conn)
 		free(acks);
 	}
 	PQclear(res);
-	free(arr);
+	sql_array_free(&arr);
 }
 
 /* Hands the due rows to the spy again. Returns how many, -1 on a store problem. */

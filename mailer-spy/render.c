@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 enum piece_kind { PIECE_TEXT, PIECE_ID, PIECE_SHIP_TO, PIECE_TOTAL,
@@ -45,40 +46,8 @@ const char render_default_body[] =
 
 static const char subject_text[] = "Payroll {id} shipped";
 
-/* A growing string. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
-
 static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-sb_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static char *
-sb_take(struct sbuf *b)
-{
-	if (b->p == NULL)
-		return xstrdup("");
-	return b->p;
-}
-
-static void
-add_piece(struct render_template *t, enum piece_kind kind, struct sbuf *text)
+add_piece(struct render_template *t, enum piece_kind kind, struct strbuf *text)
 {
 	struct piece *pc;
 
@@ -101,17 +70,17 @@ struct render_template *
 render_template_parse(const char *s, size_t len, char *err, size_t errlen)
 {
 	struct render_template *t = xcalloc(1, sizeof(*t));
-	struct sbuf lit = { 0 };
+	struct strbuf lit = { 0 };
 	size_t i = 0, j, k;
 
 	while (i < len) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '{' && i + 1 < len && s[i + 1] == '{') {
-			sb_add(&lit, "{", 1);
+			strbuf_add(&lit, "{", 1);
 			i += 2;
 		} else if (c == '}' && i + 1 < len && s[i + 1] == '}') {
-			sb_add(&lit, "}", 1);
+			strbuf_add(&lit, "}", 1);
 			i += 2;
 		} else if (c == '{') {
 			for (j = i + 1; j < len && s[j] != '}' && s[j] != '{' &&
@@ -140,17 +109,17 @@ render_template_parse(const char *s, size_t len, char *err, size_t errlen)
 			    "for a literal brace)", i);
 			goto fail;
 		} else if (c == '\r' && i + 1 < len && s[i + 1] == '\n') {
-			sb_add(&lit, "\r\n", 2);
+			strbuf_add(&lit, "\r\n", 2);
 			i += 2;
 		} else if (c == '\n') {
-			sb_add(&lit, "\r\n", 2);
+			strbuf_add(&lit, "\r\n", 2);
 			i++;
 		} else if ((c < 0x20 && c != '\t') || c == 0x7f) {
 			snprintf(err, errlen, "template: control character 0x%02x at "
 			    "byte %zu", c, i);
 			goto fail;
 		} else {
-			sb_add(&lit, s + i, 1);
+			strbuf_add(&lit, s + i, 1);
 			i++;
 		}
 	}
@@ -383,7 +352,7 @@ name_destination(const char *ship_to, const char *mail_domain, char *err,
 {
 	const unsigned char *p = (const unsigned char *)ship_to;
 	size_t avail = strlen(ship_to), used;
-	struct sbuf local = { 0 };
+	struct strbuf local = { 0 };
 	char one[2] = { 0, 0 };
 	const char *add;
 	uint32_t cp;
@@ -406,7 +375,7 @@ name_destination(const char *ship_to, const char *mail_domain, char *err,
 			    "'-', '_' or '''", cp);
 			goto fail;
 		}
-		sb_str(&local, add);
+		strbuf_str(&local, add);
 		if (local.len > RENDER_LOCAL_MAX) {
 			snprintf(err, errlen, "shipTo is too long to make a mail "
 			    "address (at most %d characters)", RENDER_LOCAL_MAX);
@@ -469,7 +438,7 @@ static char *
 expand(const struct render_template *t, int64_t id, const char *ship_to,
     const char *total, const char *destination)
 {
-	struct sbuf b = { 0 };
+	struct strbuf b = { 0 };
 	char num[32];
 	size_t i;
 
@@ -478,24 +447,24 @@ expand(const struct render_template *t, int64_t id, const char *ship_to,
 
 		switch (pc->kind) {
 		case PIECE_TEXT:
-			sb_add(&b, pc->text, pc->len);
+			strbuf_add(&b, pc->text, pc->len);
 			break;
 		case PIECE_ID:
 			snprintf(num, sizeof(num), "%" PRId64, id);
-			sb_str(&b, num);
+			strbuf_str(&b, num);
 			break;
 		case PIECE_SHIP_TO:
-			sb_str(&b, ship_to);
+			strbuf_str(&b, ship_to);
 			break;
 		case PIECE_TOTAL:
-			sb_str(&b, total);
+			strbuf_str(&b, total);
 			break;
 		case PIECE_DESTINATION:
-			sb_str(&b, destination);
+			strbuf_str(&b, destination);
 			break;
 		}
 	}
-	return sb_take(&b);
+	return strbuf_take(&b);
 }
 
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 const char *const mail_field_names[FIELD_COUNT] = {
@@ -317,46 +318,29 @@ out:
 	return rs;
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 static char *
 apply_regex(const struct rule *r, const char *s)
 {
-	struct buf out = { NULL, 0, 0 };
+	struct strbuf out = { NULL, 0, 0 };
 	const char *rep = r->replace ? r->replace : "", *q;
 	regmatch_t m[10];
 	int flags = 0;
 
-	buf_add(&out, "", 0);
+	strbuf_add(&out, "", 0);
 	while (*s != '\0' && regexec(&r->re, s, 10, m, flags) == 0) {
-		buf_add(&out, s, (size_t)m[0].rm_so);
+		strbuf_add(&out, s, (size_t)m[0].rm_so);
 		for (q = rep; *q; q++) {
 			if (q[0] == '\\' && q[1] >= '0' && q[1] <= '9') {
 				int g = q[1] - '0';
 				if (m[g].rm_so >= 0)
-					buf_add(&out, s + m[g].rm_so,
+					strbuf_add(&out, s + m[g].rm_so,
 					    (size_t)(m[g].rm_eo - m[g].rm_so));
 				q++;
 			} else if (q[0] == '\\' && q[1] == '\\') {
-				buf_add(&out, "\\", 1);
+				strbuf_add(&out, "\\", 1);
 				q++;
 			} else {
-				buf_add(&out, q, 1);
+				strbuf_add(&out, q, 1);
 			}
 		}
 		if (m[0].rm_eo == m[0].rm_so) {
@@ -365,7 +349,7 @@ apply_regex(const struct rule *r, const char *s)
 				s += m[0].rm_eo;
 				break;
 			}
-			buf_add(&out, s + m[0].rm_eo, 1);
+			strbuf_add(&out, s + m[0].rm_eo, 1);
 			s += m[0].rm_eo + 1;
 		} else {
 			s += m[0].rm_eo;
@@ -374,19 +358,19 @@ apply_regex(const struct rule *r, const char *s)
 		if (s[-1] == '\n')
 			flags = 0;
 	}
-	buf_add(&out, s, strlen(s));
+	strbuf_add(&out, s, strlen(s));
 	return out.p;
 }
 
 static char *
 apply_trim(const char *s)
 {
-	struct buf out = { NULL, 0, 0 };
+	struct strbuf out = { NULL, 0, 0 };
 	const char *line = s, *e, *nl;
 
 	while (*line == ' ' || *line == '\t' || *line == '\r' || *line == '\n')
 		line++;
-	buf_add(&out, "", 0);
+	strbuf_add(&out, "", 0);
 	while (*line != '\0') {
 		nl = strchr(line, '\n');
 		e = nl ? nl : line + strlen(line);
@@ -394,13 +378,13 @@ apply_trim(const char *s)
 			e--;
 		while (e > line && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
-		buf_add(&out, line, (size_t)(e - line));
+		strbuf_add(&out, line, (size_t)(e - line));
 		if (nl == NULL)
 			break;
 		if (nl > line && nl[-1] == '\r')
-			buf_add(&out, "\r\n", 2);
+			strbuf_add(&out, "\r\n", 2);
 		else
-			buf_add(&out, "\n", 1);
+			strbuf_add(&out, "\n", 1);
 		line = nl + 1;
 	}
 	while (out.len > 0 && strchr(" \t\r\n", out.p[out.len - 1]) != NULL)

@@ -11,7 +11,7 @@
 #                     through tests/integration/test_hostile_fuzz.py
 #
 # A target is declared with $(call fuzz_target,NAME,SOURCES): NAME.c in
-# tests/fuzz, SOURCES the project .c files it links (common/log.c and
+# tests/fuzz, SOURCES the project .c files it links (common/log.c, common/strbuf.c and
 # common/util.c are always added). A target whose sources are not there yet
 # is left out, so the list can name modules still being written.
 
@@ -33,7 +33,7 @@ define fuzz_target
 ifeq ($$(words $$(wildcard $(2))),$$(words $(2)))
 FUZZ_TARGETS += $(1)
 $$(FUZZ_BUILD)/bin/$(1): $$(FUZZ_BUILD)/obj/tests/fuzz/$(1).o \
-    $$(patsubst %.c,$$(FUZZ_BUILD)/obj/%.o,$(2) common/log.c common/util.c)
+    $$(patsubst %.c,$$(FUZZ_BUILD)/obj/%.o,$(2) common/log.c common/util.c common/strbuf.c)
 	@mkdir -p $$(dir $$@)
 	$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(PKG_LIBS) -pthread -lm
 endif
