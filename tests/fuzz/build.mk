@@ -43,6 +43,7 @@ endef
 $(eval $(call fuzz_target,fuzz_validate,common/validate.c common/ids.c))
 $(eval $(call fuzz_target,fuzz_legacy_render,mailer-real/legacy_render.c))
 $(eval $(call fuzz_target,fuzz_smtp_message,common/smtp_send.c))
+$(eval $(call fuzz_target,fuzz_spy_render,mailer-spy/render.c mailer-real/legacy_render.c))
 $(eval $(call fuzz_target,fuzz_reconciler_rules,reconciler/rules.c))
 $(eval $(call fuzz_target,fuzz_reconciler_report,reconciler/escape.c reconciler/report.c \
     reconciler/report_csv.c reconciler/report_html.c reconciler/report_json.c \

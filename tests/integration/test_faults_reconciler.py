@@ -10,11 +10,25 @@ multiplied (same content, new correlation ids on both sides) so that one
 run takes long enough to be killed in the middle.
 
 Both databases are cloned (CREATE DATABASE ... TEMPLATE) before any run:
-one copy gets a single uninterrupted run, the reference. The other gets
-`reconciler run` SIGKILLed at a dozen points spread over the reference
-run's duration, then one run to the end. A third gets two runs started at
-the same instant. Each must end in the reference's state: the same rows
-consumed on both sides, the same open mismatches, none recorded twice.
+one copy gets a single uninterrupted run, the reference. Then:
+
+- killed at many points: for each of KILLS points spread over the
+  reference run's duration, a fresh copy gets `reconciler run` SIGKILLed at
+  that point, then runs to the end;
+- killed again and again: one copy gets several runs in a row each killed
+  part-way (each resuming what the last left), then one run to the end;
+- two together: a copy gets two runs started at the same instant.
+
+Each must end in the reference's state: the same rows consumed on both
+sides, the same open mismatches, none recorded twice, and a further run
+finds nothing. Marking batches are small (BATCH_ROWS) so a run has many
+batch boundaries for the kills to fall between.
+
+Right after a SIGKILL the killed run's lock can outlive it for a moment
+(its backend finishes, or with client_connection_check_interval abandons,
+the statement in progress before it notices the dead client); a run
+started then exits 4 at once as DESIGN says, and the test starts it again
+as cron would, within LOCK_WAIT_S, counting those refusals.
 """
 import concurrent.futures
 import io
@@ -30,11 +44,20 @@ from fault_tools import Ledger, ScratchDbs, Stack, admin, have
 
 FLOW = int(os.environ.get("FAULT_REC_FLOW", "400"))
 COPIES = int(os.environ.get("FAULT_REC_COPIES", "60000"))
-KILLS = int(os.environ.get("FAULT_REC_KILLS", "12"))
+KILLS = int(os.environ.get("FAULT_REC_KILLS", "8"))
+# Rows per marking batch: many batch boundaries in a run for kills to fall
+# between (the default, 25000, would give three).
+BATCH_ROWS = os.environ.get("FAULT_REC_BATCH_ROWS", "2000")
+# Successive kills on one copy, as fractions of the uninterrupted run.
+CHAIN = (0.15, 0.3, 0.1, 0.25, 0.2)
+# How long a killed run's lock may outlive it (its backend finishing the
+# statement in progress) before the next run is let in.
+LOCK_WAIT_S = 30
 
 
 def rec(mono, micro, *args, wait=True, timeout=300):
-    env = dict(os.environ, MONO_DATABASE_URL=mono, MICRO_DATABASE_URL=micro, LOG_LEVEL="info")
+    env = dict(os.environ, MONO_DATABASE_URL=mono, MICRO_DATABASE_URL=micro, LOG_LEVEL="info",
+               RECONCILER_BATCH_ROWS=BATCH_ROWS)
     argv = [os.path.join(harness.BIN_DIR, "reconciler")] + list(args)
     if not wait:
         return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -71,7 +94,7 @@ class ReconcilerKilled(unittest.TestCase):
             cls.multiply(st)
             cls.clones = []
             cls.ref = cls.clone("ref")
-            cls.killed = cls.clone("kill")
+            cls.chain = cls.clone("chain")
             cls.pair = cls.clone("pair")
         except Exception:
             cls.tearDownClass()
@@ -95,6 +118,14 @@ class ReconcilerKilled(unittest.TestCase):
             out.append(ScratchDbs.clone(url, src, dst))
             cls.clones.append((admin(url), dst))
         return tuple(out)
+
+    @classmethod
+    def drop_clone(cls, suffix):
+        st = cls.st
+        for url, src in ((harness.MONO_URL, st.dbs.mono_name), (harness.MICRO_URL, st.dbs.micro_name)):
+            name = f"{src}_{suffix}"
+            harness.execute(admin(url), f'drop database if exists "{name}" with (force)')
+            cls.clones = [c for c in cls.clones if c[1] != name]
 
     @classmethod
     def flow(cls, st):
@@ -170,36 +201,109 @@ class ReconcilerKilled(unittest.TestCase):
                             "group by 1 having count(*) > 1")
         self.assertEqual(dup, [], "a mismatch recorded twice")
 
-    def test_killed_at_many_points(self):
-        ref = self.reference()
-        mono, micro = self.killed
-        outcomes = []
-        for k in range(1, KILLS + 1):
-            delay = self.ref_duration * k / (KILLS + 1)
+    def start_killed(self, mono, micro, delay):
+        """Starts a run and SIGKILLs it after `delay` seconds. A run refused
+        with 4 (the lock of the run killed just before is still held: its
+        backend has not yet noticed the dead client) is started again, as
+        cron would, within a bound. Returns (outcome, refused)."""
+        refused = 0
+        t0 = time.monotonic()
+        deadline = t0 + LOCK_WAIT_S
+        while True:
+            if refused:
+                self.lock_waits.append(time.monotonic() - t0)
             p = rec(mono, micro, "run", "--grace", "0", wait=False)
-            time.sleep(delay)
-            if p.poll() is None:
+            try:
+                p.wait(delay)
+            except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGKILL)
-                outcomes.append("killed")
-            else:
-                outcomes.append(f"exit {p.returncode}")
+                p.communicate(timeout=60)
+                return "killed", refused
             p.communicate(timeout=60)
-        self.assertGreaterEqual(outcomes.count("killed"), KILLS // 2,
-                                f"most runs finished before their kill: {outcomes}")
-        p = rec(mono, micro, "run", "--grace", "0")
-        self.assertIn(p.returncode, (0, 1), p.stderr)
+            if p.returncode != 4:
+                return f"exit {p.returncode}", refused
+            refused += 1
+            self.assertLess(time.monotonic(), deadline,
+                            f"the lock of a killed run still held after {LOCK_WAIT_S}s")
+            time.sleep(0.1)
+
+    def finish(self, mono, micro):
+        """Runs to the end (0 or 1), starting again while refused with 4
+        (bounded). Returns (exit code, refused)."""
+        refused = 0
+        t0 = time.monotonic()
+        deadline = t0 + LOCK_WAIT_S
+        while True:
+            if refused:
+                self.lock_waits.append(time.monotonic() - t0)
+            p = rec(mono, micro, "run", "--grace", "0")
+            if p.returncode != 4:
+                self.assertIn(p.returncode, (0, 1), p.stderr)
+                return p.returncode, refused
+            refused += 1
+            self.assertLess(time.monotonic(), deadline,
+                            f"the lock of a killed run still held after {LOCK_WAIT_S}s")
+            time.sleep(0.1)
+
+    def assert_same_as_reference(self, mono, micro, what):
+        ref = self.reference()
         got = state(mono, micro)
-        self.assertEqual(got["open"], ref["open"], "open mismatches differ from the uninterrupted run")
-        self.assertEqual(got["mono_consumed"], ref["mono_consumed"])
-        self.assertEqual(got["micro_consumed"], ref["micro_consumed"])
+        self.assertEqual(got["open"], ref["open"], f"{what}: open mismatches differ from the uninterrupted run")
+        self.assertEqual(got["mono_consumed"], ref["mono_consumed"], f"{what}: mono consumed set differs")
+        self.assertEqual(got["micro_consumed"], ref["micro_consumed"], f"{what}: micro consumed set differs")
         self.assert_no_double_record(mono)
         again = rec(mono, micro, "run", "--grace", "0")
-        self.assertEqual(again.returncode, 0, "a run after the end found something new")
-        led = Ledger(self, f"reconciler SIGKILLed at {KILLS} points of a run", mono)
-        led.note(rows_per_side=FLOW + COPIES - 10, kills=outcomes.count("killed"), outcomes=outcomes,
+        self.assertEqual(again.returncode, 0, f"{what}: a run after the end found something new: {again.stdout}")
+
+    def setUp(self):
+        self.lock_waits = []
+
+    def test_killed_at_many_points(self):
+        """Each kill point on its own copy of the data: the run SIGKILLed
+        at k/(KILLS+1) of the uninterrupted run's duration, then run again
+        to the end, gives the reference's state."""
+        self.reference()
+        outcomes, refused = [], 0
+        for k in range(1, KILLS + 1):
+            mono, micro = self.clone(f"k{k}")
+            delay = self.ref_duration * k / (KILLS + 1)
+            out, r1 = self.start_killed(mono, micro, delay)
+            rc, r2 = self.finish(mono, micro)
+            outcomes.append(out)
+            refused += r1 + r2
+            self.assert_same_as_reference(mono, micro, f"killed at {delay:.2f}s ({out})")
+            self.drop_clone(f"k{k}")
+        self.assertGreaterEqual(outcomes.count("killed"), KILLS // 2,
+                                f"most runs finished before their kill: {outcomes}")
+        led = Ledger(self, f"reconciler SIGKILLed at {KILLS} points of a run (each on a copy), run again",
+                     self.ref[0])
+        led.note(rows_per_side=FLOW + COPIES - 10, batch_rows=int(BATCH_ROWS), kills=outcomes.count("killed"),
+                 outcomes=outcomes, refused_4_then_retried=refused,
+                 longest_lock_wait_s=round(max(self.lock_waits, default=0), 2),
                  content=len(self.changed), missing_in_micro=len(self.no_micro),
                  missing_in_mono=len(self.no_mono), same_as_uninterrupted=True,
                  reference_run_s=round(self.ref_duration, 2))
+        led.record()
+
+    def test_killed_again_and_again(self):
+        """One copy of the data, killed at several points of successive
+        runs (each resuming what the previous left), then run to the end."""
+        self.reference()
+        mono, micro = self.chain
+        outcomes, refused = [], 0
+        for f in CHAIN:
+            out, r = self.start_killed(mono, micro, self.ref_duration * f)
+            outcomes.append(out)
+            refused += r
+        self.assertGreaterEqual(outcomes.count("killed"), len(CHAIN) // 2,
+                                f"most runs finished before their kill: {outcomes}")
+        rc, r = self.finish(mono, micro)
+        refused += r
+        self.assert_same_as_reference(mono, micro, f"killed {outcomes.count('killed')} times in a row")
+        led = Ledger(self, f"reconciler SIGKILLed {len(CHAIN)} times in a row, run again", mono)
+        led.note(rows_per_side=FLOW + COPIES - 10, batch_rows=int(BATCH_ROWS), kills=outcomes.count("killed"),
+                 outcomes=outcomes, refused_4_then_retried=refused,
+                 longest_lock_wait_s=round(max(self.lock_waits, default=0), 2), same_as_uninterrupted=True)
         led.record()
 
     def test_two_started_together(self):
