@@ -38,11 +38,18 @@ class MailerFaults(unittest.TestCase):
         load.wait_count(len(load.results) + n)
 
     def test_kill_mailer_real_mid_load(self):
-        st = self.start_stack()
+        # An SMTP server a little slower than the load (0.02 s a reply:
+        # about 25 mails a second for two workers, against 40 payrolls a
+        # second), so that mail is pending, and sessions are in flight, when
+        # the process dies.
+        st = self.start_stack(smtp_opts={"delay": 0.02})
         load = Load(st.real.port, rate=40).start()
         self.since(load, 60)
         st.real.kill()
         down = len(load.results)
+        pending = count(st.dbs.mono, "sent_mail", "status = 'pending'")
+        self.assertGreater(pending, 0, "no mail was pending when mailer-real died: the test "
+                           "did not exercise the fault")
         time.sleep(1)
         st.restart(st.real)
         self.since(load, 60)
@@ -57,6 +64,7 @@ class MailerFaults(unittest.TestCase):
                         "the restarted mailer-real does not answer 201")
         led.wait_delivered()
         led.check_mail(max_dup_batch=MAX_DUP_BATCH)
+        led.note(pending_at_kill=pending)
         led.record()
 
     @unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")

@@ -16,6 +16,7 @@ smuggling (Content-Length vs Transfer-Encoding), a slowloris trickle and
 2000 idle connections at once.
 """
 import json
+import os
 import resource
 import socket
 import time
@@ -126,6 +127,10 @@ def cases():
         ("log injection in shipTo", R, req("POST", "/payroll", payroll(shipTo="x\n" + FAKE)), {400}),
         ("log injection in path", R, req("GET", "/payroll/x%0d%0a" + FAKE.replace(" ", "%20"), None, ctype=None), {400, 404}),
         ("log injection in key", R, req("POST", "/payroll/%0a" + FAKE.replace(" ", "%20"), payroll()), {400, 404, 405}),
+        ("log injection in X-Request-Id, folded", R,
+         req("POST", "/payroll", b"{", headers={"X-Request-Id": "abc\r\n " + FAKE}), {400}),
+        ("X-Request-Id of 8 KB", R, req("POST", "/payroll", b"{", headers={"X-Request-Id": "r" * 8192}), {400}),
+        ("X-Request-Id with a NUL", R, req("POST", "/payroll", b"{", headers={"X-Request-Id": "a\x00b"}), set(C4)),
         # --- media type and sizes
         ("text/plain body", R, req("POST", "/payroll", payroll(), ctype="text/plain"), {415}),
         ("no content type", R, req("POST", "/payroll", payroll(), ctype=None), {415}),
@@ -202,6 +207,9 @@ def cases():
         ("spy total three decimals", S, req("POST", "/notifications", note(total=1.001), headers=AUTH), {400}),
         ("spy deep nesting", S, req("POST", "/notifications", deep_arr, headers=AUTH), {400}),
         ("spy log injection", S, req("POST", "/notifications", note("x\n" + FAKE), headers=AUTH), {400}),
+        ("spy log injection in X-Request-Id, folded", S,
+         req("POST", "/notifications", b"{", headers=dict(AUTH, **{"X-Request-Id": "abc\r\n " + FAKE})), {400}),
+        ("spy X-Request-Id of 8 KB", S, req("POST", "/notifications", b"{", headers=dict(AUTH, **{"X-Request-Id": "r" * 8192})), {400}),
         ("spy unknown field", S, req("POST", "/notifications", note(bcc="victim@evil.test"), headers=AUTH), {400}),
         ("spy missing field", S, req("POST", "/notifications", {"correlationId": str(uuid.uuid4())}, headers=AUTH), {400}),
         ("spy body over 64 KiB", S, req("POST", "/notifications", note("a" * 70000), headers=AUTH), {413}),
@@ -276,6 +284,8 @@ class Hostile(unittest.TestCase):
                     self.assertIsInstance(j, dict, f"{name}: error body is not JSON: {r.body[:200]!r}")
                     self.assertTrue(j.get("error"), f"{name}: error body has no message: {j}")
                 self.assertNotIn(b"root:x:0:0", r.raw)
+                self.assertNotIn("FAKE-LOG-LINE", r.headers.get("x-request-id", ""),
+                                 f"{name}: a hostile request id echoed back")
                 time.sleep(0.05)
                 self.assertEqual(self.counts(), base, f"{name} changed row counts")
                 self.good_request(service)
@@ -291,8 +301,15 @@ class Hostile(unittest.TestCase):
         for svc in filter(None, (self.st.real, self.st.spy)):
             for line in svc.log_text().splitlines():
                 self.assertFalse(line.startswith(FAKE), f"{svc.name} log has an injected line: {line!r}")
+        d = os.environ.get("TEST_LOG_DIR", harness.LOG_DIR)
+        with open(os.path.join(d, "hostile.tsv"), "w") as f:
+            f.write("service\tstatus\tcase\n")
+            for name, service, status in results:
+                f.write(f"{service}\t{status}\t{name}\n")
         led = Ledger(self, "hostile requests", self.st.dbs.mono)
-        led.note(requests=len(results), all_rejected=sum(1 for r in results if r[2] and r[2] >= 400),
+        led.note(requests=len(results), real=sum(1 for r in results if r[1] == "real"),
+                 spy=sum(1 for r in results if r[1] == "spy"),
+                 all_rejected=sum(1 for r in results if r[2] and r[2] >= 400),
                  good_after=self.good, rows_changed_by_hostile=0, mails=len(msgs))
         led.record()
 

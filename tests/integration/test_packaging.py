@@ -137,6 +137,8 @@ class Dockerfile(unittest.TestCase):
             ldd = subprocess.run(["ldd", os.path.join(BIN_DIR, prog)],
                                  capture_output=True, text=True).stdout
             for lib in needed:
+                if re.match(r"lib(a|ub|l|t)san\.so", lib):
+                    continue    # `make test-asan`'s build: never what the image ships
                 m = re.search(re.escape(lib) + r" => (\S+)", ldd)
                 self.assertIsNotNone(m, f"{prog}: {lib} not found")
                 owner = dpkg_owner(m.group(1))
