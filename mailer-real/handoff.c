@@ -241,17 +241,32 @@ handoff_start(struct handoff *h, struct dispatch *d)
 }
 
 void
+handoff_halt(struct handoff *h)
+{
+	if (h == NULL || !h->started)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->stopping = 1;
+	pthread_cond_signal(&h->wake);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	h->started = 0;
+}
+
+void
 handoff_stop(struct handoff *h)
 {
+	char err[256];
+	PGconn *conn;
+
 	if (h == NULL)
 		return;
-	if (h->started) {
-		pthread_mutex_lock(&h->lock);
-		h->stopping = 1;
-		pthread_cond_signal(&h->wake);
-		pthread_mutex_unlock(&h->lock);
-		pthread_join(h->thread, NULL);
-	}
+	handoff_halt(h);
+	/* the thread is gone: acknowledgements that came in since are
+	 * recorded here, on this thread */
+	conn = db_get(h->db, err, sizeof(err));
+	if (conn != NULL)
+		record_acks(h, conn);
 	db_free(h->db);
 	free(h->acks);
 	pthread_cond_destroy(&h->wake);

@@ -39,7 +39,12 @@ void handoff_start(struct handoff *h, struct dispatch *d);
 /* Called by the dispatcher for each hand-off the spy acknowledged. */
 void handoff_acknowledged(const char *correlation_id, void *arg);
 
-/* Records the acknowledgements still in memory, then stops the thread. */
+/*
+ * Stops the thread (no more sweeps, so no more dispatch_submit): call it
+ * before dispatch_stop. handoff_stop, after dispatch_stop, records the
+ * acknowledgements of the requests dispatch_stop let finish, and frees.
+ */
+void handoff_halt(struct handoff *h);
 void handoff_stop(struct handoff *h);
 
 #endif

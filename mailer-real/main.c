@@ -232,6 +232,7 @@ main(int argc, char **argv)
 	http_server_wait_signal(srv);
 	group_commit_stop(api.gc);
 	http_server_free(srv);
+	handoff_halt(handoff);	/* its sweeps submit to the dispatcher */
 	dispatch_stop(api.dispatch);
 	handoff_stop(handoff);
 	delivery_stop(api.delivery);
