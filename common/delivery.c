@@ -388,6 +388,24 @@ table_name_ok(const char *s)
 	return 1;
 }
 
+/* Frees d and what its workers hold; their threads are joined or never started. */
+static void
+delivery_free(struct delivery *d)
+{
+	unsigned i;
+
+	for (i = 0; i < d->cfg.workers; i++) {
+		db_free(d->workers[i].db);
+		smtp_sender_free(d->workers[i].smtp);
+	}
+	free(d->workers);
+	free(d->claim_sql);
+	free(d->settle_sql);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
 struct delivery *
 delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 {
@@ -463,16 +481,7 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 			fatal("pthread_create");
 	return d;
 fail:
-	for (i = 0; i < d->cfg.workers; i++) {
-		db_free(d->workers[i].db);
-		smtp_sender_free(d->workers[i].smtp);
-	}
-	free(d->workers);
-	free(d->claim_sql);
-	free(d->settle_sql);
-	pthread_cond_destroy(&d->cond);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	delivery_free(d);
 	return NULL;
 }
 
@@ -498,15 +507,7 @@ delivery_stop(struct delivery *d)
 	d->stopping = 1;
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
-	for (i = 0; i < d->cfg.workers; i++) {
+	for (i = 0; i < d->cfg.workers; i++)
 		pthread_join(d->workers[i].thread, NULL);
-		db_free(d->workers[i].db);
-		smtp_sender_free(d->workers[i].smtp);
-	}
-	free(d->workers);
-	free(d->claim_sql);
-	free(d->settle_sql);
-	pthread_cond_destroy(&d->cond);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	delivery_free(d);
 }
