@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #define MAX_FIELDS 8
@@ -20,6 +21,10 @@ static const char signature[11] = "PGCOPY\n\377\r\n";
 struct copy_stream {
 	PGconn *conn;
 	char *what;
+	char *select_sql, *key;
+	size_t chunk;		/* rows per COPY; 0: one COPY for all */
+	size_t chunk_rows;	/* rows of the current COPY so far */
+	unsigned char last[16];	/* key of the last row returned */
 	int nfields;
 	int header_done;
 	int done;
@@ -45,26 +50,79 @@ get16(const char *p)
 	return (int16_t)((uint16_t)(u[0] << 8 | u[1]));
 }
 
-struct copy_stream *
-copy_stream_open(PGconn *conn, const char *what, const char *sql, int nfields,
-    char *err, size_t errlen)
+/* Starts the COPY of the next chunk: 0, or -1 with err set. */
+static int
+start(struct copy_stream *cs, char *err, size_t errlen)
 {
-	struct copy_stream *cs;
+	char uuid[40], limit[32] = "";
+	const unsigned char *u = cs->last;
+	struct strbuf after = STRBUF_INIT;
+	const char *k;
+	size_t n;
 	PGresult *res;
+	char *sql;
 
-	res = PQexec(conn, sql);
+	/* Each key column gets the bound: PostgreSQL carries an equality
+	 * across a join, not an inequality, so a merge join would otherwise
+	 * scan the other side from its start for every chunk. */
+	if (cs->rows > 0) {
+		snprintf(uuid, sizeof(uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-"
+		    "%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3],
+		    u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		    u[13], u[14], u[15]);
+		for (k = cs->key; *k; k += n + (k[n] == ',')) {
+			n = strcspn(k, ",");
+			strbuf_printf(&after, " and %.*s > '%s'", (int)n, k, uuid);
+		}
+	}
+	if (cs->chunk > 0)
+		snprintf(limit, sizeof(limit), " limit %zu", cs->chunk);
+	sql = xasprintf("copy (%s%s order by %.*s%s) to stdout (format binary)",
+	    cs->select_sql, after.len ? after.p : "",
+	    (int)strcspn(cs->key, ","), cs->key, limit);
+	strbuf_free(&after);
+	res = PQexec(cs->conn, sql);
+	free(sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
-		snprintf(err, errlen, "%s: COPY failed: %s", what,
+		snprintf(err, errlen, "%s: COPY failed: %s", cs->what,
 		    PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) :
-		    PQerrorMessage(conn));
+		    PQerrorMessage(cs->conn));
 		PQclear(res);
-		return NULL;
+		return -1;
 	}
 	PQclear(res);
-	cs = xcalloc(1, sizeof(*cs));
+	cs->header_done = 0;
+	cs->chunk_rows = 0;
+	return 0;
+}
+
+static void
+stream_free(struct copy_stream *cs)
+{
+	if (cs->msg != NULL)
+		PQfreemem(cs->msg);
+	free(cs->what);
+	free(cs->select_sql);
+	free(cs->key);
+	free(cs);
+}
+
+struct copy_stream *
+copy_stream_open(PGconn *conn, const char *what, const char *select_sql,
+    const char *key, size_t chunk, int nfields, char *err, size_t errlen)
+{
+	struct copy_stream *cs = xcalloc(1, sizeof(*cs));
+
 	cs->conn = conn;
 	cs->what = xstrdup(what);
+	cs->select_sql = xstrdup(select_sql);
+	cs->key = xstrdup(key);
+	cs->chunk = chunk;
 	cs->nfields = nfields < MAX_FIELDS ? nfields : MAX_FIELDS;
+	if (start(cs, err, errlen) == -1) {
+		stream_free(cs);
+		return NULL;
+	}
 	return cs;
 }
 
@@ -129,7 +187,17 @@ copy_stream_next(struct copy_stream *cs, const char **fields, int *lens)
 				return fail(cs, "stream ended before its header");
 			/* The trailer was seen or not: the server's verdict
 			 * on the COPY is what counts. */
-			return finish(cs) == 0 ? 0 : -1;
+			if (finish(cs) == -1)
+				return -1;
+			if (cs->chunk == 0 || cs->chunk_rows < cs->chunk)
+				return 0;
+			/* A full chunk: there may be more. */
+			cs->done = 0;
+			if (start(cs, cs->err, sizeof(cs->err)) == -1) {
+				cs->done = -1;
+				return -1;
+			}
+			continue;
 		}
 		if (len < 0)
 			return fail(cs, "connection failed while streaming");
@@ -174,7 +242,11 @@ copy_stream_next(struct copy_stream *cs, const char **fields, int *lens)
 		}
 		if (p != end)
 			return fail(cs, "trailing bytes after a tuple");
+		if (lens[0] != 16)
+			return fail(cs, "key is not a uuid");
+		memcpy(cs->last, fields[0], 16);
 		cs->rows++;
+		cs->chunk_rows++;
 		return 1;
 	}
 }
@@ -194,10 +266,6 @@ copy_stream_rows(const struct copy_stream *cs)
 void
 copy_stream_free(struct copy_stream *cs)
 {
-	if (cs == NULL)
-		return;
-	if (cs->msg != NULL)
-		PQfreemem(cs->msg);
-	free(cs->what);
-	free(cs);
+	if (cs != NULL)
+		stream_free(cs);
 }

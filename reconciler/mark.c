@@ -5,16 +5,29 @@
  * A batch reaches the micro writer only after its mono transaction
  * committed; that order is what makes a kill harmless. Memory is bounded by
  * the batch size, not by the tables.
+ *
+ * The merge never waits for the writers: when no empty batch is free, the
+ * full one is appended to a spill file (an unlinked temporary file) and the
+ * mono writer reads it back, in order, once it has drained the queue. So
+ * the reads finish early and their snapshots go away: as long as a COPY
+ * snapshot is open, no row version the marks leave behind can be pruned,
+ * and without pruning a consume cannot stay on its page (HOT) and must add
+ * an entry to every index instead. The spill holds what the batches hold
+ * (16 bytes a matched pair, the rows of mismatches and candidates); it is
+ * disk, not memory, and goes when the run ends.
  */
 #include "reconciler/mark.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "reconciler/pg.h"
 #include "reconciler/spool.h"
@@ -69,6 +82,13 @@ struct mark {
 	struct batch *free_[NBATCH];
 	size_t nfree;
 	struct batch *cur;	/* filled by the merge thread */
+	/* Spill file: batches the merge wrote and the mono writer has not
+	 * read back yet are spilled - unspilled; write_off is the merge's,
+	 * read_off the mono writer's. */
+	int spill_fd;
+	long spilled, unspilled;
+	off_t write_off, read_off;
+	int spill_all;		/* testing: every batch goes through it */
 	int closing;		/* the merge is done: no more batches */
 	int mono_done;		/* the mono writer has finished */
 	int failed;
@@ -372,9 +392,13 @@ consume(struct mark *m, PGconn *conn, const char *table,
 	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
 	vals[0] = run;
 	vals[1] = pg_array_value(a, &lens[1]);
-	sql = xasprintf("update %s set consumed_at = now(), consumed_by = $1 "
-	    "from unnest($2::uuid[]) as u(cid) where %s.correlation_id = u.cid "
-	    "and %s.consumed_at is null", table, table, table);
+	/* The writer's session keeps reconcile_queue itself (run.c,
+	 * writer_plans): the consumed rows leave it in the same statement. */
+	sql = xasprintf("with c as (update %s set consumed_at = now(), "
+	    "consumed_by = $1 from unnest($2::uuid[]) as u(cid) where "
+	    "%s.correlation_id = u.cid and %s.consumed_at is null returning "
+	    "%s.correlation_id) delete from reconcile_queue q using c where "
+	    "q.correlation_id = c.correlation_id", table, table, table, table);
 	rc = exec_params(m, conn, sql, 2, vals, lens, fmts, PGRES_COMMAND_OK,
 	    what, NULL);
 	free(sql);
@@ -527,6 +551,230 @@ write_micro(struct mark *m, struct batch *b)
 	return 0;
 }
 
+/* ---- spill file: a batch as bytes, in this process's own layout ---- */
+
+static void
+put(struct strbuf *sb, const void *p, size_t n)
+{
+	if (n > 0)	/* an empty vector's pointer may be NULL */
+		strbuf_add(sb, p, n);
+}
+
+static void
+put_size(struct strbuf *sb, size_t n)
+{
+	put(sb, &n, sizeof(n));
+}
+
+static void
+put_owned(struct strbuf *sb, const struct owned *o)
+{
+	int f;
+
+	put(sb, (const char *)(o->v[0] != NULL ? "\1" : "\0"), 1);
+	if (o->v[0] == NULL)
+		return;
+	put(sb, o->cid, 16);
+	for (f = 0; f < FIELD_COUNT; f++) {
+		put_size(sb, o->len[f]);
+		put(sb, o->v[f], o->len[f]);
+	}
+}
+
+static void
+put_owned_vec(struct strbuf *sb, const struct owned *v, size_t n)
+{
+	size_t i;
+
+	put_size(sb, n);
+	for (i = 0; i < n; i++)
+		put_owned(sb, &v[i]);
+}
+
+static void
+serialize(const struct batch *b, struct strbuf *sb)
+{
+	size_t i;
+
+	put_size(sb, 0);	/* the record's length, set below */
+	put(sb, &b->seq, sizeof(b->seq));
+	put_size(sb, b->both.n);
+	put(sb, b->both.v, b->both.n * 16);
+	put_size(sb, b->resolve.n);
+	put(sb, b->resolve.v, b->resolve.n * sizeof(*b->resolve.v));
+	put_size(sb, b->mms.n);
+	for (i = 0; i < b->mms.n; i++) {
+		const struct pend *p = &b->mms.v[i];
+		put(sb, p->cid, 16);
+		put(sb, &p->kind, sizeof(p->kind));
+		put(sb, &p->fields, sizeof(p->fields));
+		put_owned(sb, &p->mono);
+		put_owned(sb, &p->micro);
+	}
+	put_owned_vec(sb, b->cand_mono.v, b->cand_mono.n);
+	put_owned_vec(sb, b->cand_micro.v, b->cand_micro.n);
+	put_size(sb, b->heal_mono.n);
+	put(sb, b->heal_mono.v, b->heal_mono.n * 16);
+	put_size(sb, b->heal_micro.n);
+	put(sb, b->heal_micro.v, b->heal_micro.n * 16);
+	put(sb, &b->bytes, sizeof(b->bytes));
+	memcpy(sb->p, &sb->len, sizeof(sb->len));
+}
+
+struct reader {
+	const char *p, *end;
+};
+
+static void
+get(struct reader *r, void *dst, size_t n)
+{
+	if ((size_t)(r->end - r->p) < n)
+		fatalx("mark: spill file record truncated");
+	if (n > 0)
+		memcpy(dst, r->p, n);
+	r->p += n;
+}
+
+static size_t
+get_size(struct reader *r)
+{
+	size_t n;
+
+	get(r, &n, sizeof(n));
+	return n;
+}
+
+static void
+get_owned(struct reader *r, struct owned *o)
+{
+	struct merge_row row;
+	char present;
+	int f;
+
+	memset(o, 0, sizeof(*o));
+	get(r, &present, 1);
+	if (!present)
+		return;
+	get(r, row.cid, 16);
+	for (f = 0; f < FIELD_COUNT; f++) {
+		row.mail.len[f] = get_size(r);
+		if ((size_t)(r->end - r->p) < row.mail.len[f])
+			fatalx("mark: spill file record truncated");
+		row.mail.v[f] = r->p;
+		r->p += row.mail.len[f];
+	}
+	own(o, &row);
+}
+
+#define GET_VEC(r, vec, nbytes_each) do { \
+	size_t n_ = get_size(r); \
+	if ((vec).cap < n_) { \
+		while ((vec).cap < n_) \
+			(vec).cap = (vec).cap ? (vec).cap * 2 : 256; \
+		(vec).v = xrealloc((vec).v, (vec).cap * sizeof(*(vec).v)); \
+	} \
+	get(r, (vec).v, n_ * (nbytes_each)); \
+	(vec).n = n_; \
+} while (0)
+
+static void
+deserialize(struct batch *b, const char *p, size_t len)
+{
+	struct reader r = { p, p + len };
+	size_t i, n;
+
+	r.p += sizeof(size_t);
+	get(&r, &b->seq, sizeof(b->seq));
+	GET_VEC(&r, b->both, 16);
+	GET_VEC(&r, b->resolve, sizeof(*b->resolve.v));
+	n = get_size(&r);
+	for (i = 0; i < n; i++) {
+		struct pend *pd = PUSH(b->mms);
+		get(&r, pd->cid, 16);
+		get(&r, &pd->kind, sizeof(pd->kind));
+		get(&r, &pd->fields, sizeof(pd->fields));
+		get_owned(&r, &pd->mono);
+		get_owned(&r, &pd->micro);
+	}
+	n = get_size(&r);
+	for (i = 0; i < n; i++)
+		get_owned(&r, PUSH(b->cand_mono));
+	n = get_size(&r);
+	for (i = 0; i < n; i++)
+		get_owned(&r, PUSH(b->cand_micro));
+	GET_VEC(&r, b->heal_mono, 16);
+	GET_VEC(&r, b->heal_micro, 16);
+	get(&r, &b->bytes, sizeof(b->bytes));
+}
+
+/* The merge thread: appends b to the spill file. 0 or -1 (err set). */
+static int
+spill(struct mark *m, const struct batch *b, char *err, size_t errlen)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *dir = getenv("TMPDIR");
+	char *path;
+	size_t done = 0;
+	ssize_t w;
+
+	if (m->spill_fd == -1) {
+		path = xasprintf("%s/reconciler-spill-XXXXXX",
+		    dir && *dir ? dir : "/tmp");
+		m->spill_fd = mkstemp(path);
+		if (m->spill_fd == -1) {
+			snprintf(err, errlen, "spill file %s: %s", path,
+			    strerror(errno));
+			free(path);
+			return -1;
+		}
+		unlink(path);
+		free(path);
+	}
+	serialize(b, &sb);
+	while (done < sb.len) {
+		w = pwrite(m->spill_fd, sb.p + done, sb.len - done,
+		    m->write_off + (off_t)done);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(err, errlen, "spill file: %s",
+			    w == -1 ? strerror(errno) : "short write");
+			strbuf_free(&sb);
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	m->write_off += (off_t)sb.len;
+	strbuf_free(&sb);
+	return 0;
+}
+
+/* The mono writer: reads the oldest spilled batch into b. */
+static void
+unspill(struct mark *m, struct batch *b)
+{
+	size_t len, done = 0;
+	char *buf;
+	ssize_t n;
+
+	if (pread(m->spill_fd, &len, sizeof(len), m->read_off) !=
+	    (ssize_t)sizeof(len))
+		fatal("mark: reading the spill file");
+	buf = xmalloc(len);
+	while (done < len) {
+		n = pread(m->spill_fd, buf + done, len - done,
+		    m->read_off + (off_t)done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fatal("mark: reading the spill file");
+		done += (size_t)n;
+	}
+	m->read_off += (off_t)len;
+	deserialize(b, buf, len);
+	free(buf);
+}
+
 /* Queues between the merge and the two writer threads; all under m->mu. */
 static void
 q_push(struct bqueue *q, struct batch *b)
@@ -585,6 +833,43 @@ recycle(struct mark *m, struct batch *b)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/*
+ * The mono writer's next batch: from the queue, else the oldest spilled
+ * one (into a free batch), else NULL once the merge is done.
+ */
+static struct batch *
+take_mono(struct mark *m, int *failed)
+{
+	struct batch *b = NULL;
+	int load = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		if (m->to_mono.len > 0) {
+			b = q_pop(&m->to_mono);
+			break;
+		}
+		if (m->spilled > m->unspilled && m->nfree > 0) {
+			b = m->free_[--m->nfree];
+			load = 1;
+			break;
+		}
+		if (m->spilled == m->unspilled && m->closing)
+			break;
+		pthread_cond_wait(&m->cv, &m->mu);
+	}
+	*failed = m->failed;
+	pthread_mutex_unlock(&m->mu);
+	if (load) {
+		unspill(m, b);
+		pthread_mutex_lock(&m->mu);
+		m->unspilled++;
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return b;
+}
+
 /* Lookups, mismatches and mono rows; then hands the batch to micro_writer. */
 static void *
 mono_writer(void *arg)
@@ -593,7 +878,7 @@ mono_writer(void *arg)
 	struct batch *b;
 	int failed;
 
-	while ((b = take(m, &m->to_mono, &m->closing, &failed)) != NULL) {
+	while ((b = take_mono(m, &failed)) != NULL) {
 		if (!failed && write_mono(m, b) == -1) {
 			set_failed(m, m->err_mono);
 			failed = 1;
@@ -647,6 +932,8 @@ mark_start(const struct mark_config *cfg)
 	pg_array_init(&m->a_i64, PG_OID_INT8);
 	for (i = 0; i < 6; i++)
 		pg_array_init(&m->a_vals[i], PG_OID_TEXT);
+	m->spill_fd = -1;
+	m->spill_all = cfg->spill_all;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	for (i = 1; i < NBATCH; i++)
@@ -659,18 +946,37 @@ mark_start(const struct mark_config *cfg)
 	return m;
 }
 
-/* Hands the current batch to the writers and takes an empty one. */
+/*
+ * Hands the current batch to the writers: to the queue when a free batch
+ * can replace it and nothing waits in the spill file (which keeps the
+ * order), else to the spill file, and the merge goes on at once.
+ */
 static int
 submit(struct mark *m)
 {
-	int failed;
+	char err[512];
+	int failed, to_file;
 
 	pthread_mutex_lock(&m->mu);
-	q_push(&m->to_mono, m->cur);
-	pthread_cond_broadcast(&m->cv);
-	while (m->nfree == 0)
-		pthread_cond_wait(&m->cv, &m->mu);
-	m->cur = m->free_[--m->nfree];
+	to_file = m->spill_all || m->spilled > m->unspilled || m->nfree == 0;
+	if (!to_file) {
+		q_push(&m->to_mono, m->cur);
+		m->cur = m->free_[--m->nfree];
+		pthread_cond_broadcast(&m->cv);
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (to_file) {
+		if (spill(m, m->cur, err, sizeof(err)) == -1) {
+			set_failed(m, err);
+			return -1;
+		}
+		batch_reset(m->cur);
+		pthread_mutex_lock(&m->mu);
+		m->spilled++;
+		pthread_cond_broadcast(&m->cv);
+		pthread_mutex_unlock(&m->mu);
+	}
+	pthread_mutex_lock(&m->mu);
 	m->cur->seq = ++m->seq;
 	failed = m->failed;
 	pthread_mutex_unlock(&m->mu);
@@ -771,6 +1077,8 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	pg_array_free(&m->a_i64);
 	for (k = 0; k < 6; k++)
 		pg_array_free(&m->a_vals[k]);
+	if (m->spill_fd != -1)
+		close(m->spill_fd);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m->hits);

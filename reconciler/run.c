@@ -1,12 +1,13 @@
 /*
- * run: see run.h. A run uses six connections: two "control" ones that
- * hold the advisory locks and are the writers' (mark.c), one for the
- * writer's lookups in micro, and three that stream with COPY (unconsumed mono rows, unconsumed micro rows, open
- * mismatches), all in correlation-id order, into merge_run.
+ * run: see run.h. A run uses six connections: two "control" ones that hold
+ * the advisory locks and are the writers' (mark.c), one for the writer's
+ * lookups in micro, and three that stream with COPY (unconsumed mono rows,
+ * unconsumed micro rows, open mismatches), all in correlation-id order,
+ * into merge_run.
  *
- * Any database failure ends the run with EXIT_DB before the streams'
- * tails are classified: a stream that broke is never mistaken for a stream
- * that ended, so a failure never produces a false "missing".
+ * Any database failure ends the run with EXIT_DB before the streams' tails
+ * are classified: a stream that broke is never mistaken for a stream that
+ * ended, so a failure never produces a false "missing".
  */
 #include "reconciler/run.h"
 
@@ -24,8 +25,14 @@
 #include "reconciler/runstore.h"
 #include "reconciler/spool.h"
 
+/* Rows per COPY of a stream (copy_stream.h says why the reads are chunked):
+ * a chunk's snapshot lasts while the marks catch up with it, a fraction of
+ * a second at this size. RECONCILER_READ_CHUNK sets it for tests. */
+#define READ_CHUNK_DEFAULT 20000
+
 struct run {
 	const struct cli *cli;
+	size_t read_chunk;
 	const struct rules *rules;
 	PGconn *mono_w, *micro_w, *micro_lk, *mono_r, *micro_r, *open_r;
 	struct copy_stream *s_mono, *s_micro, *s_open;
@@ -120,6 +127,39 @@ sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
 	return rc == 0 ? 0 : 1;
 }
 
+/*
+ * A writer's statements touch one batch of rows by key (the batch's ids,
+ * and in the queue triggers of sql/mono.sql and micro.sql the same ids): a
+ * few percent of the table at most. The planner, costing pages as if read
+ * from disk, prefers a hash join over a scan of the whole table for each
+ * batch (40 scans of a million rows for a million pairs); the tables are
+ * read by key instead, which is what a batch of keys needs whatever the
+ * sizes. JIT, which the same cost estimates switch on, only adds its
+ * compile time to statements this short. The marks take their rows out of
+ * reconcile_queue in the same statement, a set at a time, so the per-row
+ * trigger of sql/mono.sql and micro.sql is told to stay out.
+ */
+static void
+writer_plans(PGconn *conn)
+{
+	PQclear(PQexec(conn, "SET enable_seqscan = off; "
+	    "SET enable_hashjoin = off; SET enable_mergejoin = off; "
+	    "SET jit = off; SET reconcile_queue.caller_keeps = on"));
+}
+
+/*
+ * Readers: the planner picks the join of reconcile_queue and the mail
+ * table from their sizes (a merge join when most rows are queued, probes
+ * by key when the queue is a small part of a long history). JIT's compile
+ * time and parallel workers only take the cores the writers need.
+ */
+static void
+reader_plans(PGconn *conn)
+{
+	PQclear(PQexec(conn, "SET jit = off; "
+	    "SET max_parallel_workers_per_gather = 0"));
+}
+
 static int
 connect_all(struct run *r)
 {
@@ -130,6 +170,8 @@ connect_all(struct run *r)
 	    (r->micro_w = pg_connect(c->micro_url, "postgresMicro", r->err,
 	    sizeof(r->err))) == NULL)
 		return -1;
+	writer_plans(r->mono_w);
+	writer_plans(r->micro_w);
 	return 0;
 }
 
@@ -157,11 +199,31 @@ lock_both(struct run *r)
 	return 0;
 }
 
+/* Unconsumed rows older than the cutoff, found through reconcile_queue. */
+static struct copy_stream *
+mail_stream(struct run *r, PGconn *conn, const char *name, const char *table,
+    const char *shard)
+{
+	struct copy_stream *cs;
+	char *sql;
+
+	sql = xasprintf("select q.correlation_id, destination, subject, body "
+	    "from reconcile_queue q join %s m using (correlation_id) "
+	    "where consumed_at is null and created_at <= to_timestamp(%s)%s",
+	    table, r->cutoff, shard);
+	cs = copy_stream_open(conn, name, sql, "q.correlation_id,"
+	    "m.correlation_id", r->read_chunk, 4, r->err, sizeof(r->err));
+	free(sql);
+	return cs;
+}
+
 static int
 open_streams(struct run *r)
 {
 	const struct cli *c = r->cli;
 	char *sh = shard_sql(&c->shard, "correlation_id"), *sql;
+	char *shq = shard_sql(&c->shard, "q.correlation_id");
+	const char *s;
 	int rc = -1;
 
 	if ((r->mono_r = pg_connect(c->mono_url, "postgresMono", r->err,
@@ -173,35 +235,29 @@ open_streams(struct run *r)
 	    (r->micro_lk = pg_connect(c->micro_url, "postgresMicro", r->err,
 	    sizeof(r->err))) == NULL)
 		goto out;
-	sql = xasprintf("copy (select correlation_id, destination, subject, "
-	    "body from sent_mail where consumed_at is null and created_at <= "
-	    "to_timestamp(%s)%s order by correlation_id) to stdout "
-	    "(format binary)", r->cutoff, sh);
-	r->s_mono = copy_stream_open(r->mono_r, "postgresMono", sql, 4, r->err,
-	    sizeof(r->err));
-	free(sql);
-	if (r->s_mono == NULL)
+	reader_plans(r->mono_r);
+	reader_plans(r->micro_r);
+	reader_plans(r->open_r);
+	r->read_chunk = READ_CHUNK_DEFAULT;
+	if ((s = getenv("RECONCILER_READ_CHUNK")) != NULL && *s)
+		r->read_chunk = (size_t)strtoul(s, NULL, 10);
+	if ((r->s_mono = mail_stream(r, r->mono_r, "postgresMono", "sent_mail",
+	    shq)) == NULL ||
+	    (r->s_micro = mail_stream(r, r->micro_r, "postgresMicro",
+	    "spied_mail", shq)) == NULL)
 		goto out;
-	sql = xasprintf("copy (select correlation_id, destination, subject, "
-	    "body from spied_mail where consumed_at is null and created_at <= "
-	    "to_timestamp(%s)%s order by correlation_id) to stdout "
-	    "(format binary)", r->cutoff, sh);
-	r->s_micro = copy_stream_open(r->micro_r, "postgresMicro", sql, 4,
-	    r->err, sizeof(r->err));
-	free(sql);
-	if (r->s_micro == NULL)
-		goto out;
-	sql = xasprintf("copy (select correlation_id, id, kind from "
-	    "reconciliation_mismatch where resolved_at is null%s order by "
-	    "correlation_id) to stdout (format binary)", sh);
+	sql = xasprintf("select correlation_id, id, kind from "
+	    "reconciliation_mismatch where resolved_at is null%s", sh);
 	r->s_open = copy_stream_open(r->open_r, "postgresMono (open "
-	    "mismatches)", sql, 3, r->err, sizeof(r->err));
+	    "mismatches)", sql, "correlation_id", r->read_chunk, 3, r->err,
+	    sizeof(r->err));
 	free(sql);
 	if (r->s_open == NULL)
 		goto out;
 	rc = 0;
 out:
 	free(sh);
+	free(shq);
 	return rc;
 }
 
@@ -247,6 +303,8 @@ crash_config(struct mark_config *mc)
 	}
 	if ((s = getenv("RECONCILER_BATCH_ROWS")) != NULL && *s)
 		mc->batch_rows = (size_t)strtoul(s, NULL, 10);
+	if ((s = getenv("RECONCILER_SPILL_ALL")) != NULL && *s)
+		mc->spill_all = strcmp(s, "0") != 0;
 }
 
 static int
@@ -356,6 +414,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 		r.mark = NULL;
 		goto fail_run;
 	}
+	log_debug("streams read in %.3fs", (double)(now_ns() - t0) / 1e9);
 	rc = mark_finish(r.mark, 1, &r.c, r.hits, r.err, sizeof(r.err));
 	r.mark = NULL;
 	if (rc == -1)

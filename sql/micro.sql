@@ -19,9 +19,6 @@ create table if not exists spied_mail (
 	consumed_by    bigint
 );
 
--- The reconciler streams unconsumed rows in correlation-id order.
-create index if not exists spied_mail_unconsumed
-	on spied_mail (correlation_id) where consumed_at is null;
 
 insert into schema_version (version, note)
 	values (1, 'spied_mail') on conflict (version) do nothing;
@@ -47,3 +44,91 @@ create index if not exists spied_mail_outbox_due
 insert into schema_version (version, note)
 	values (2, 'spied_mail delivery state (live mode)')
 	on conflict (version) do nothing;
+
+-- Version 3: the reconciler's queue. Unconsumed rows used to be found
+-- through a partial index on (correlation_id) where consumed_at is null;
+-- with consumed_at in an index predicate, every consume was a non-HOT
+-- update (a new row version elsewhere plus an entry in every index), and
+-- marking dominated the reconciler's run. Now reconcile_queue holds the
+-- correlation id of every unconsumed row, kept by the triggers below
+-- whoever writes spied_mail (the services, the reconciler, an operator's
+-- UPDATE, a test's INSERT), so consumed_at stays the truth and a consume
+-- touches no index of spied_mail: PostgreSQL can update it in place (HOT).
+-- The reconciler reads the queue joined to spied_mail, in correlation-id
+-- order. correlation_id is never updated.
+create table if not exists reconcile_queue (
+	correlation_id uuid primary key
+);
+
+create or replace function spied_mail_queue_insert() returns trigger
+language plpgsql set search_path from current as $$
+begin
+	insert into reconcile_queue (correlation_id)
+		select correlation_id from new_rows where consumed_at is null
+		on conflict do nothing;
+	return null;
+end $$;
+
+-- A row trigger, so that an UPDATE that leaves consumed_at alone (a
+-- delivery settling its row) costs nothing; a session that keeps the
+-- queue itself, set-based (the reconciler's marks), says so with
+-- SET reconcile_queue.caller_keeps = on and the trigger stays out.
+create or replace function spied_mail_queue_update() returns trigger
+language plpgsql set search_path from current as $$
+begin
+	if new.consumed_at is null then
+		insert into reconcile_queue (correlation_id)
+			values (new.correlation_id) on conflict do nothing;
+	else
+		delete from reconcile_queue
+			where correlation_id = new.correlation_id;
+	end if;
+	return null;
+end $$;
+
+create or replace function spied_mail_queue_delete() returns trigger
+language plpgsql set search_path from current as $$
+begin
+	delete from reconcile_queue q using old_rows o
+		where q.correlation_id = o.correlation_id;
+	return null;
+end $$;
+
+create or replace function spied_mail_queue_truncate() returns trigger
+language plpgsql set search_path from current as $$
+begin
+	-- delete, not truncate: the queue may be in the same TRUNCATE
+	delete from reconcile_queue;
+	return null;
+end $$;
+
+create or replace trigger spied_mail_queue_insert after insert on spied_mail
+	referencing new table as new_rows
+	for each statement execute function spied_mail_queue_insert();
+create or replace trigger spied_mail_queue_update
+	after update of consumed_at on spied_mail for each row
+	when (old.consumed_at is distinct from new.consumed_at
+	      and current_setting('reconcile_queue.caller_keeps', true)
+	          is distinct from 'on')
+	execute function spied_mail_queue_update();
+create or replace trigger spied_mail_queue_delete after delete on spied_mail
+	referencing old table as old_rows
+	for each statement execute function spied_mail_queue_delete();
+create or replace trigger spied_mail_queue_truncate after truncate on spied_mail
+	for each statement execute function spied_mail_queue_truncate();
+
+-- Once: queue the rows already unconsumed, then drop the old index (the
+-- triggers exist by now, so a row written meanwhile is queued by them).
+do $$
+begin
+	if not exists (select 1 from schema_version where version = 3) then
+		insert into reconcile_queue (correlation_id)
+			select correlation_id from spied_mail where consumed_at is null
+			on conflict do nothing;
+		if to_regclass('spied_mail_unconsumed') is not null then
+			drop index spied_mail_unconsumed;
+		end if;
+		insert into schema_version (version, note)
+			values (3, 'reconcile_queue replaces spied_mail_unconsumed');
+	end if;
+end $$;
