@@ -6,15 +6,18 @@
  * committed; that order is what makes a kill harmless. Memory is bounded by
  * the batch size, not by the tables.
  *
- * The merge never waits for the writers: when no empty batch is free, the
- * full one is appended to a spill file (an unlinked temporary file) and the
- * mono writer reads it back, in order, once it has drained the queue. So
- * the reads finish early and their snapshots go away: as long as a COPY
- * snapshot is open, no row version the marks leave behind can be pruned,
- * and without pruning a consume cannot stay on its page (HOT) and must add
- * an entry to every index instead. The spill holds what the batches hold
- * (16 bytes a matched pair, the rows of mismatches and candidates); it is
- * disk, not memory, and goes when the run ends.
+ * Reads first, then marks: the merge appends each full batch to a spill
+ * file (an unlinked temporary file) and the writers start once the merge
+ * is done, the mono writer reading the batches back in order. As long as
+ * a read snapshot is open, no row version the marks leave behind can be
+ * pruned, and without pruning a consume cannot stay on its packed page
+ * (HOT) and must add an entry to every index instead; readers running
+ * beside the writers also prune pages over and over and compete for the
+ * same cores. The spill holds what the batches hold (16 bytes a matched
+ * pair, the rows of mismatches and candidates): disk, not memory, gone
+ * when the run ends. With overlap (RECONCILER_OVERLAP=1) the writers start
+ * at once and take batches in memory, the spill file taking only those the
+ * merge cannot hand over, so the merge still never waits.
  */
 #include "reconciler/mark.h"
 
@@ -89,6 +92,7 @@ struct mark {
 	long spilled, unspilled;
 	off_t write_off, read_off;
 	int spill_all;		/* testing: every batch goes through it */
+	int overlap;		/* writers start before the reads end */
 	int closing;		/* the merge is done: no more batches */
 	int mono_done;		/* the mono writer has finished */
 	int failed;
@@ -844,6 +848,8 @@ take_mono(struct mark *m, int *failed)
 	int load = 0;
 
 	pthread_mutex_lock(&m->mu);
+	while (!m->overlap && !m->closing)
+		pthread_cond_wait(&m->cv, &m->mu);
 	for (;;) {
 		if (m->to_mono.len > 0) {
 			b = q_pop(&m->to_mono);
@@ -934,6 +940,7 @@ mark_start(const struct mark_config *cfg)
 		pg_array_init(&m->a_vals[i], PG_OID_TEXT);
 	m->spill_fd = -1;
 	m->spill_all = cfg->spill_all;
+	m->overlap = cfg->overlap;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	for (i = 1; i < NBATCH; i++)
@@ -947,9 +954,9 @@ mark_start(const struct mark_config *cfg)
 }
 
 /*
- * Hands the current batch to the writers: to the queue when a free batch
- * can replace it and nothing waits in the spill file (which keeps the
- * order), else to the spill file, and the merge goes on at once.
+ * Hands the current batch to the writers: with overlap, to the queue when
+ * a free batch can replace it and nothing waits in the spill file (which
+ * keeps the order); else to the spill file. The merge goes on at once.
  */
 static int
 submit(struct mark *m)
@@ -958,7 +965,8 @@ submit(struct mark *m)
 	int failed, to_file;
 
 	pthread_mutex_lock(&m->mu);
-	to_file = m->spill_all || m->spilled > m->unspilled || m->nfree == 0;
+	to_file = m->spill_all || !m->overlap || m->spilled > m->unspilled ||
+	    m->nfree == 0;
 	if (!to_file) {
 		q_push(&m->to_mono, m->cur);
 		m->cur = m->free_[--m->nfree];

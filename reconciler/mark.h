@@ -42,6 +42,7 @@ struct mark_config {
 	long crash_batch;	/* testing: _exit at this batch (1-based), 0 never */
 	char crash_stage;	/* 'a' before mono, 'b' between mono and micro, 'c' after */
 	int spill_all;		/* testing: every batch through the spill file */
+	int overlap;		/* mark while the streams are still read */
 };
 
 struct mark;

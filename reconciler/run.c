@@ -305,6 +305,8 @@ crash_config(struct mark_config *mc)
 		mc->batch_rows = (size_t)strtoul(s, NULL, 10);
 	if ((s = getenv("RECONCILER_SPILL_ALL")) != NULL && *s)
 		mc->spill_all = strcmp(s, "0") != 0;
+	if ((s = getenv("RECONCILER_OVERLAP")) != NULL && *s)
+		mc->overlap = strcmp(s, "0") != 0;
 }
 
 static int

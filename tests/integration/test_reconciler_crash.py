@@ -110,14 +110,16 @@ class CrashTest(unittest.TestCase):
                               "select distinct status from reconciliation_run"))
 
     def test_spill_file_and_read_chunks_change_nothing(self):
-        """The same final state whatever way the batches travel (each one
-        through the spill file) and the streams are cut into COPYs (997
-        rows each, so chunk ends fall anywhere; or one COPY for all), and
-        when a run dies on a batch it read back from the spill file."""
-        for extra in ({"RECONCILER_SPILL_ALL": "1"},
+        """The same final state whatever way the batches travel (marks
+        overlapping the reads, batches in memory or through the spill
+        file) and the streams are cut into COPYs (997 or 13 rows each, so
+        chunk ends fall anywhere; or one COPY for all), and when an
+        overlapped run dies on a batch it read back from the spill file."""
+        for extra in ({"RECONCILER_OVERLAP": "1"},
+                      {"RECONCILER_OVERLAP": "1", "RECONCILER_SPILL_ALL": "1"},
                       {"RECONCILER_READ_CHUNK": "997"},
                       {"RECONCILER_READ_CHUNK": "0"},
-                      {"RECONCILER_SPILL_ALL": "1", "RECONCILER_READ_CHUNK": "13"}):
+                      {"RECONCILER_OVERLAP": "1", "RECONCILER_READ_CHUNK": "13"}):
             with self.subTest(**extra):
                 build()
                 rc, out, err = run("run", "--grace", "0", "--quiet",
@@ -128,11 +130,12 @@ class CrashTest(unittest.TestCase):
         build()
         rc, out, err = run("run", "--grace", "0", "--quiet",
                            env={"RECONCILER_BATCH_ROWS": BATCH,
+                                "RECONCILER_OVERLAP": "1",
                                 "RECONCILER_SPILL_ALL": "1",
                                 "RECONCILER_CRASH_AT": "6:b"})
         self.assertEqual(rc, 99, f"the hook did not fire: {rc} {err}")
         finish()
-        self.check_same("exit at batch 6b, every batch spilled")
+        self.check_same("exit at batch 6b, overlapped, every batch spilled")
 
     def test_sigkill_at_random_instants(self):
         rng = random.Random(20261128)
