@@ -175,6 +175,39 @@ connect_all(struct run *r)
 	return 0;
 }
 
+/*
+ * The streams read reconcile_queue (schema version 3): a database that
+ * sql/mono.sql or sql/micro.sql of this version has not been loaded into gets a message saying so
+ * rather than a relation error. 0, or -1 with r->err set.
+ */
+static int
+check_schema(struct run *r)
+{
+	static const char *const files[2] = { "sql/mono.sql", "sql/micro.sql" };
+	static const char *const names[2] = { "postgresMono", "postgresMicro" };
+	PGconn *conns[2] = { r->mono_w, r->micro_w };
+	PGresult *res;
+	int i, ok;
+
+	for (i = 0; i < 2; i++) {
+		res = PQexec(conns[i], "select to_regclass('reconcile_queue') "
+		    "is not null");
+		if (pg_ok(conns[i], res, PGRES_TUPLES_OK, names[i], r->err,
+		    sizeof(r->err)) == -1)
+			return -1;
+		ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+		if (!ok) {
+			snprintf(r->err, sizeof(r->err), "%s has no "
+			    "reconcile_queue (schema version 3): load %s into "
+			    "it first (it migrates in place)", names[i],
+			    files[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* 0 locked, EXIT_LOCKED or EXIT_DB. */
 static int
 lock_both(struct run *r)
@@ -373,7 +406,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	r.cli = c;
 	r.rules = rules;
 	r.hits = xcalloc(rules_count(rules) + 1, sizeof(*r.hits));
-	if (connect_all(&r) == -1)
+	if (connect_all(&r) == -1 || check_schema(&r) == -1)
 		goto out;
 	if (!c->dry_run && (code = lock_both(&r)) != 0)
 		goto out;

@@ -159,6 +159,15 @@ class MigrationFromVersion2(unittest.TestCase):
             insert(u, table, [f"m{i}" for i in range(200)])
             insert(u, table, [f"o{i}" for i in range(100)], consumed=True)
             urls[side] = u
+        # The reconciler of this version refuses the old schema, naming
+        # the file to load, and writes nothing.
+        env = dict(os.environ, MONO_DATABASE_URL=urls["mono"],
+                   MICRO_DATABASE_URL=urls["micro"])
+        p = subprocess.run([RECONCILER, "run", "--grace", "0"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertIn("sql/mono.sql", p.stderr)
+        self.assertEqual(q(urls["mono"], "select count(*) from reconciliation_run")[0][0], 0)
         for side, _, table, files in TABLES:
             u = urls[side]
             for attempt in (1, 2):
@@ -170,8 +179,6 @@ class MigrationFromVersion2(unittest.TestCase):
                                        (f"{table}_unconsumed",))[0][0], None)
                     self.assertEqual(q(u, "select count(*) from schema_version"
                                           " where version = 3")[0][0], 1)
-        env = dict(os.environ, MONO_DATABASE_URL=urls["mono"],
-                   MICRO_DATABASE_URL=urls["micro"])
         p = subprocess.run([RECONCILER, "run", "--grace", "0"], env=env,
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
