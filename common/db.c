@@ -25,6 +25,7 @@ struct db {
 	_Atomic uint64_t next_try_ns;	/* written by db_retry_now too */
 	long backoff_ms;
 	int warned;
+	unsigned long connects;
 };
 
 static PGconn *
@@ -129,6 +130,7 @@ db_get(struct db *db, char *err, size_t errlen)
 		return NULL;
 	}
 	PQsetNoticeProcessor(db->conn, notice, db);
+	db->connects++;
 	if (db->warned || !atomic_load(&db->up))
 		log_info("%s: connected", db->name);
 	db->warned = 0;
@@ -136,6 +138,12 @@ db_get(struct db *db, char *err, size_t errlen)
 	atomic_store(&db->next_try_ns, 0);
 	atomic_store(&db->up, 1);
 	return db->conn;
+}
+
+unsigned long
+db_connects(const struct db *db)
+{
+	return db->connects;
 }
 
 int

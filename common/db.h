@@ -24,6 +24,12 @@ void db_free(struct db *db);
 PGconn *db_get(struct db *db, char *err, size_t errlen);
 
 /*
+ * How many connections db_get has opened: a new value means the PGconn is
+ * a fresh session (prepared statements and settings must be made again).
+ */
+unsigned long db_connects(const struct db *db);
+
+/*
  * Call after a command failed: when the connection is broken it is closed
  * (the next db_get reconnects) and 1 is returned; 0 when it is still good.
  */

@@ -1,11 +1,13 @@
 /*
- * group_commit: see group_commit.h. One committer thread, one connection
- * of its own. While a transaction commits, new items pile up in the queue;
- * the next loop takes them all (up to max_batch) into one transaction, so
- * under load many requests share one commit and its fsync.
+ * group_commit: see group_commit.h. K committer threads, each with a
+ * connection of its own, share one queue. While the committers' transactions
+ * commit, new items pile up in the queue; the first committer free takes
+ * them all (up to max_batch) into one transaction, so under load many
+ * requests share one commit and its fsync, and K commits are in flight.
  *
  * A lost connection fails the batch fast with GC_STORE_DOWN; db_get()
  * brings the connection back when the server returns, with no restart.
+ * Each committer notices the loss of its own connection.
  * A batch that lost its connection before COMMIT was sent is retried once
  * on a fresh connection: nothing of it can have been written.
  */
@@ -23,21 +25,29 @@
 #include "metrics.h"
 #include "util.h"
 
+struct committer {
+	struct group_commit *gc;
+	pthread_t thread;
+	struct db *db;
+	unsigned long set_up;	/* db_connects() when setup last ran */
+	struct gc_item **batch;	/* max_batch slots */
+};
+
 struct group_commit {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct gc_item *head, *tail;
 	_Atomic size_t pending;
 	int stopping;
-	pthread_t thread;
-	struct db *db;
 	char *name;
 	size_t max_batch;
+	gc_setup_fn setup;
 	gc_apply_fn apply;
 	gc_done_fn done;
 	void *arg;
-	struct metric *m_batch, *m_commit, *m_pending, *m_outcome[3];
-	struct gc_item **batch;
+	struct metric *m_batch, *m_commit, *m_pending, *m_busy, *m_outcome[3];
+	unsigned ncommitters;
+	struct committer *committers;
 };
 
 static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
@@ -57,16 +67,24 @@ exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
 /* One attempt. Returns GC_OK/GC_FAILED/GC_STORE_DOWN; *before_commit is 1
  * when the failure happened before COMMIT was sent. */
 static enum gc_outcome
-attempt(struct group_commit *gc, struct gc_item **items, size_t n,
+attempt(struct committer *c, struct gc_item **items, size_t n,
     int *before_commit)
 {
+	struct group_commit *gc = c->gc;
 	char err[512] = "";
 	PGconn *conn;
 
 	*before_commit = 1;
-	conn = db_get(gc->db, err, sizeof(err));
+	conn = db_get(c->db, err, sizeof(err));
 	if (conn == NULL)
 		return GC_STORE_DOWN;
+	if (gc->setup != NULL && c->set_up != db_connects(c->db)) {
+		if (gc->setup(conn, gc->arg) == -1) {
+			snprintf(err, sizeof(err), "setup: %s", PQerrorMessage(conn));
+			goto fail;
+		}
+		c->set_up = db_connects(c->db);
+	}
 	if (!exec_ok(conn, "BEGIN", err, sizeof(err)))
 		goto fail;
 	if (gc->apply(conn, items, n, gc->arg) == -1) {
@@ -78,7 +96,7 @@ attempt(struct group_commit *gc, struct gc_item **items, size_t n,
 		goto fail;
 	return GC_OK;
 fail:
-	if (db_check_lost(gc->db)) {
+	if (db_check_lost(c->db)) {
 		log_warnx("%s: batch of %zu not written, store down: %s", gc->name,
 		    n, err);
 		return GC_STORE_DOWN;
@@ -89,18 +107,21 @@ fail:
 }
 
 static void
-run_batch(struct group_commit *gc, struct gc_item **items, size_t n)
+run_batch(struct committer *c, struct gc_item **items, size_t n)
 {
+	struct group_commit *gc = c->gc;
 	enum gc_outcome out;
 	double t0 = now_s();
 	int before_commit;
 	size_t i;
 
-	out = attempt(gc, items, n, &before_commit);
-	if (out == GC_STORE_DOWN && before_commit && db_is_up(gc->db) == 0) {
+	metrics_add(gc->m_busy, 1);
+	out = attempt(c, items, n, &before_commit);
+	if (out == GC_STORE_DOWN && before_commit && db_is_up(c->db) == 0) {
 		/* A restarted server shows up as a dead connection on first use. */
-		out = attempt(gc, items, n, &before_commit);
+		out = attempt(c, items, n, &before_commit);
 	}
+	metrics_add(gc->m_busy, -1);
 	if (out == GC_OK) {
 		metrics_observe(gc->m_batch, (double)n);
 		metrics_observe(gc->m_commit, now_s() - t0);
@@ -116,7 +137,8 @@ run_batch(struct group_commit *gc, struct gc_item **items, size_t n)
 static void *
 committer(void *p)
 {
-	struct group_commit *gc = p;
+	struct committer *c = p;
+	struct group_commit *gc = c->gc;
 	size_t n;
 
 	for (;;) {
@@ -128,21 +150,22 @@ committer(void *p)
 			break;
 		}
 		for (n = 0; n < gc->max_batch && gc->head != NULL; n++) {
-			gc->batch[n] = gc->head;
+			c->batch[n] = gc->head;
 			gc->head = gc->head->next;
-			gc->batch[n]->next = NULL;
+			c->batch[n]->next = NULL;
 		}
 		if (gc->head == NULL)
 			gc->tail = NULL;
+		else
+			pthread_cond_signal(&gc->cond);	/* more than a batch: wake another */
 		pthread_mutex_unlock(&gc->lock);
-		run_batch(gc, gc->batch, n);
+		run_batch(c, c->batch, n);
 	}
 	return NULL;
 }
 
 struct group_commit *
-group_commit_start(const char *conninfo, const char *dbname_for_messages,
-    size_t max_batch, gc_apply_fn apply, gc_done_fn done, void *arg)
+group_commit_start(const struct gc_config *cfg)
 {
 	static const char *const outcome_names[] = { "ok", "store_down", "failed" };
 	struct group_commit *gc = xcalloc(1, sizeof(*gc));
@@ -154,13 +177,20 @@ group_commit_start(const char *conninfo, const char *dbname_for_messages,
 	pthread_mutex_init(&gc->lock, NULL);
 	pthread_cond_init(&gc->cond, NULL);
 	atomic_init(&gc->pending, 0);
-	gc->name = xstrdup(dbname_for_messages ? dbname_for_messages : "database");
-	gc->db = db_new(conninfo, gc->name);
-	gc->max_batch = max_batch ? max_batch : 256;
-	gc->batch = xcalloc(gc->max_batch, sizeof(*gc->batch));
-	gc->apply = apply;
-	gc->done = done;
-	gc->arg = arg;
+	gc->name = xstrdup(cfg->name ? cfg->name : "database");
+	gc->max_batch = cfg->max_batch ? cfg->max_batch : 256;
+	gc->ncommitters = cfg->committers ? cfg->committers : 1;
+	gc->committers = xcalloc(gc->ncommitters, sizeof(*gc->committers));
+	for (i = 0; i < gc->ncommitters; i++) {
+		gc->committers[i].gc = gc;
+		gc->committers[i].db = db_new(cfg->conninfo, gc->name);
+		gc->committers[i].batch = xcalloc(gc->max_batch,
+		    sizeof(*gc->committers[i].batch));
+	}
+	gc->setup = cfg->setup;
+	gc->apply = cfg->apply;
+	gc->done = cfg->done;
+	gc->arg = cfg->arg;
 	snprintf(labels, sizeof(labels), "db=\"%s\"", gc->name);
 	gc->m_batch = metrics_histogram("group_commit_batch_rows",
 	    "Items written per committed transaction", labels, batch_bounds,
@@ -169,6 +199,11 @@ group_commit_start(const char *conninfo, const char *dbname_for_messages,
 	    "Time to write and commit one batch", labels, NULL, 0);
 	gc->m_pending = metrics_gauge("group_commit_pending",
 	    "Items submitted and not yet settled (their requests wait)", labels);
+	gc->m_busy = metrics_gauge("group_commit_busy_committers",
+	    "Committers writing a batch now (transactions in flight)", labels);
+	metrics_set(metrics_gauge("group_commit_committers",
+	    "Committer threads, each with a connection of its own", labels),
+	    (double)gc->ncommitters);
 	for (i = 0; i < 3; i++) {
 		snprintf(labels, sizeof(labels), "db=\"%s\",outcome=\"%s\"",
 		    gc->name, outcome_names[i]);
@@ -176,13 +211,16 @@ group_commit_start(const char *conninfo, const char *dbname_for_messages,
 		    "Items settled by the committer, by outcome", labels);
 	}
 
-	/* The committer takes no signals: the main thread waits for them. */
+	/* The committers take no signals: the main thread waits for them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&gc->thread, NULL, committer, gc);
+	for (i = 0; i < gc->ncommitters; i++) {
+		rc = pthread_create(&gc->committers[i].thread, NULL, committer,
+		    &gc->committers[i]);
+		if (rc != 0)
+			fatalx("group_commit: pthread_create: %s", strerror(rc));
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		fatalx("group_commit: pthread_create: %s", strerror(rc));
 	return gc;
 }
 
@@ -211,23 +249,31 @@ group_commit_pending(const struct group_commit *gc)
 void
 group_commit_retry_now(struct group_commit *gc)
 {
-	db_retry_now(gc->db);
+	unsigned i;
+
+	for (i = 0; i < gc->ncommitters; i++)
+		db_retry_now(gc->committers[i].db);
 }
 
 void
 group_commit_stop(struct group_commit *gc)
 {
+	unsigned i;
+
 	if (gc == NULL)
 		return;
 	pthread_mutex_lock(&gc->lock);
 	gc->stopping = 1;
-	pthread_cond_signal(&gc->cond);
+	pthread_cond_broadcast(&gc->cond);
 	pthread_mutex_unlock(&gc->lock);
-	pthread_join(gc->thread, NULL);
-	db_free(gc->db);
+	for (i = 0; i < gc->ncommitters; i++) {
+		pthread_join(gc->committers[i].thread, NULL);
+		db_free(gc->committers[i].db);
+		free(gc->committers[i].batch);
+	}
+	free(gc->committers);
 	pthread_mutex_destroy(&gc->lock);
 	pthread_cond_destroy(&gc->cond);
-	free(gc->batch);
 	free(gc->name);
 	free(gc);
 }

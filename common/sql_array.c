@@ -37,6 +37,7 @@ void
 sql_array_text(struct sql_array *a, const char *s)
 {
 	const char *p;
+	size_t n;
 
 	sep(a);
 	if (s == NULL) {
@@ -44,10 +45,14 @@ sql_array_text(struct sql_array *a, const char *s)
 		return;
 	}
 	raw(a, "\"", 1);
-	for (p = s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
+	for (p = s; *p != '\0'; p += n) {
+		if (*p == '"' || *p == '\\') {
 			raw(a, "\\", 1);
-		raw(a, p, 1);
+			n = 1;
+		} else {
+			n = strcspn(p, "\"\\");	/* the run up to the next quote */
+		}
+		raw(a, p, n);
 	}
 	raw(a, "\"", 1);
 }

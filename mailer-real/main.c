@@ -99,6 +99,7 @@ main(int argc, char **argv)
 {
 	struct mono_config cfg;
 	struct payroll_api api;
+	struct gc_config gcc;
 	struct http_server_config hc;
 	struct http_server *srv;
 	char err[512] = "";
@@ -210,8 +211,17 @@ main(int argc, char **argv)
 		if (handoff != NULL)
 			handoff_start(handoff, api.dispatch);
 	}
-	api.gc = group_commit_start(cfg.database_url, "postgresMono",
-	    (size_t)cfg.commit_batch, outbox_apply, payroll_committed, &api);
+	memset(&gcc, 0, sizeof(gcc));
+	gcc.conninfo = cfg.database_url;
+	gcc.name = "postgresMono";
+	gcc.max_batch = (size_t)cfg.commit_batch;
+	/* One committer: outbox_apply inserts idempotency keys in id order,
+	 * not key order, so concurrent batches repeating keys could deadlock. */
+	gcc.committers = 1;
+	gcc.apply = outbox_apply;
+	gcc.done = payroll_committed;
+	gcc.arg = &api;
+	api.gc = group_commit_start(&gcc);
 
 	memset(&hc, 0, sizeof(hc));
 	hc.service = "mailer-real";

@@ -25,6 +25,7 @@ struct spy_config {
 	const char *log_format;
 	long threads;
 	long max_batch;
+	long committers;
 	long max_pending;
 	long max_body;
 	/* SPY_MODE=live only: SMTP and delivery (common/delivery.h) */

@@ -58,6 +58,10 @@ static const struct config_option options[] = {
 	{ .env = "SPY_MAX_BATCH", .flag = "max-batch", .type = CONFIG_INT,
 	  .def = "256", .min = 1, .max = 4096, .help = "rows per commit at most",
 	  .offset = offsetof(struct spy_config, max_batch) },
+	{ .env = "SPY_COMMITTERS", .flag = "committers", .type = CONFIG_INT,
+	  .def = "4", .min = 1, .max = 64,
+	  .help = "commits in flight at once (threads and connections)",
+	  .offset = offsetof(struct spy_config, committers) },
 	{ .env = "SPY_MAX_PENDING", .flag = "max-pending", .type = CONFIG_INT,
 	  .def = "10000", .min = 1, .max = 1000000,
 	  .help = "notifications waiting for a commit before 503",
@@ -239,8 +243,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch, live,
-	    record_done, &spy);
+	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch,
+	    (unsigned)cfg.committers, live, record_done, &spy);
 
 	memset(&hc, 0, sizeof(hc));
 	hc.service = "mailer-spy";

@@ -17,6 +17,7 @@
 
 #include "common/db.h"
 #include "common/log.h"
+#include "common/sql_array.h"
 #include "common/util.h"
 
 #define COLS 5
@@ -34,69 +35,97 @@ rec_of(struct gc_item *it)
 	return (struct spy_record *)(void *)it;
 }
 
+/* The batch as five arrays, unnest()ed by the server: one statement
+ * whatever the batch size, prepared once per connection, so the server
+ * neither parses nor plans it per batch. */
+#define INSERT_STMT "spy_insert"
+static const char insert_sql[] =
+    "INSERT INTO spied_mail (correlation_id, payroll_id, destination, subject,"
+    " body) SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[],"
+    " $4::text[], $5::text[])"
+    " ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id::text";
+static const char insert_live_sql[] =
+    "INSERT INTO spied_mail (correlation_id, payroll_id, destination, subject,"
+    " body, status, next_attempt_at) SELECT c, p, d, s, b, 'pending', now()"
+    " FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
+    " $5::text[]) AS t(c, p, d, s, b)"
+    " ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id::text";
+
+/* Each committer connection prepares the INSERT once (gc_setup_fn). */
 static int
-insert_rows(PGconn *conn, struct gc_item **items, size_t n, int live)
+setup(PGconn *conn, void *arg)
 {
-	const char **vals = xcalloc(n * COLS, sizeof(*vals));
-	char (*ids)[24] = xcalloc(n, sizeof(*ids));
-	struct { char *p; size_t len; } sql = { NULL, 0 };
-	PGresult *res = NULL;
-	size_t i, j, k;
-	int rc = -1, rows;
-	char *part;
+	struct store *st = arg;
+	PGresult *res;
+	int ok;
 
-	sql.p = xasprintf("INSERT INTO spied_mail (correlation_id, payroll_id, "
-	    "destination, subject, body%s) VALUES ",
-	    live ? ", status, next_attempt_at" : "");
-	sql.len = strlen(sql.p);
-	for (i = 0; i < n; i++) {
-		struct spy_record *r = rec_of(items[i]);
+	res = PQprepare(conn, INSERT_STMT, st->live ? insert_live_sql :
+	    insert_sql, COLS, NULL);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_warnx("prepare spied_mail insert: %s", db_error(conn, res));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
 
-		snprintf(ids[i], sizeof(ids[i]), "%" PRId64, r->payroll_id);
-		vals[i * COLS + 0] = r->correlation_id;
-		vals[i * COLS + 1] = ids[i];
-		vals[i * COLS + 2] = r->mail.destination;
-		vals[i * COLS + 3] = r->mail.subject;
-		vals[i * COLS + 4] = r->mail.body;
-		r->inserted = 0;
-		k = i * COLS;
-		part = xasprintf("%s($%zu::uuid, $%zu::bigint, $%zu, $%zu, $%zu%s)",
-		    i ? ", " : "", k + 1, k + 2, k + 3, k + 4, k + 5,
-		    live ? ", 'pending', now()" : "");
-		sql.p = xrealloc(sql.p, sql.len + strlen(part) + 1);
-		memcpy(sql.p + sql.len, part, strlen(part) + 1);
-		sql.len += strlen(part);
-		free(part);
+/* The first item of the sorted batch with this id, or NULL. */
+static struct spy_record *
+find_sorted(struct gc_item **items, size_t n, const char *id)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (strcmp(rec_of(items[mid])->correlation_id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	part = xasprintf("%s ON CONFLICT (correlation_id) DO NOTHING "
-	    "RETURNING correlation_id::text", sql.p);
-	free(sql.p);
-	sql.p = part;
+	if (lo < n && strcmp(rec_of(items[lo])->correlation_id, id) == 0)
+		return rec_of(items[lo]);
+	return NULL;
+}
 
-	res = PQexecParams(conn, sql.p, (int)(n * COLS), NULL, vals, NULL, NULL, 0);
+/* items are sorted by correlation id (sort_by_id). */
+static int
+insert_rows(PGconn *conn, struct gc_item **items, size_t n)
+{
+	struct sql_array a[COLS];
+	const char *params[COLS];
+	PGresult *res = NULL;
+	struct spy_record *r;
+	size_t i;
+	int rc = -1, j;
+
+	memset(a, 0, sizeof(a));
+	for (i = 0; i < n; i++) {
+		r = rec_of(items[i]);
+		r->inserted = 0;
+		sql_array_text(&a[0], r->correlation_id);
+		sql_array_int(&a[1], r->payroll_id);
+		sql_array_text(&a[2], r->mail.destination);
+		sql_array_text(&a[3], r->mail.subject);
+		sql_array_text(&a[4], r->mail.body);
+	}
+	for (i = 0; i < COLS; i++)
+		params[i] = sql_array_done(&a[i]);
+	res = PQexecPrepared(conn, INSERT_STMT, COLS, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warnx("insert spied_mail: %s", db_error(conn, res));
 		goto out;
 	}
-	rows = PQntuples(res);
-	for (j = 0; j < (size_t)rows; j++) {
-		const char *id = PQgetvalue(res, (int)j, 0);
-
-		for (i = 0; i < n; i++) {
-			struct spy_record *r = rec_of(items[i]);
-
-			if (strcmp(r->correlation_id, id) == 0) {
-				r->inserted = 1;
-				break;
-			}
+	for (j = 0; j < PQntuples(res); j++) {
+		if ((r = find_sorted(items, n, PQgetvalue(res, j, 0))) == NULL) {
+			log_warnx("insert spied_mail returned an id not sent");
+			goto out;
 		}
+		r->inserted = 1;
 	}
 	rc = 0;
 out:
 	PQclear(res);
-	free(sql.p);
-	free(vals);
-	free(ids);
+	for (i = 0; i < COLS; i++)
+		sql_array_free(&a[i]);
 	return rc;
 }
 
@@ -162,12 +191,59 @@ out:
 	return rc;
 }
 
+struct by_id {
+	struct gc_item *item;
+	size_t arrival;
+};
+
+static int
+cmp_by_id(const void *a, const void *b)
+{
+	const struct by_id *x = a, *y = b;
+	int c = strcmp(rec_of(x->item)->correlation_id,
+	    rec_of(y->item)->correlation_id);
+
+	if (c != 0)
+		return c;
+	return (x->arrival > y->arrival) - (x->arrival < y->arrival);
+}
+
+/*
+ * Orders the batch by correlation id, arrival order among equal ids. Every
+ * committer's INSERT then takes its unique-index entries in one global
+ * order, so two batches in flight at once that share ids wait for each
+ * other but cannot deadlock; and the first request with an id still comes
+ * first (it is the one inserted).
+ */
+static void
+sort_by_id(struct gc_item **items, size_t n)
+{
+	struct by_id *v;
+	size_t i;
+
+	for (i = 1; i < n; i++)
+		if (strcmp(rec_of(items[i - 1])->correlation_id,
+		    rec_of(items[i])->correlation_id) > 0)
+			break;
+	if (i >= n)
+		return;		/* already in order (one item, or by chance) */
+	v = xcalloc(n, sizeof(*v));
+	for (i = 0; i < n; i++) {
+		v[i].item = items[i];
+		v[i].arrival = i;
+	}
+	qsort(v, n, sizeof(*v), cmp_by_id);
+	for (i = 0; i < n; i++)
+		items[i] = v[i].item;
+	free(v);
+}
+
 static int
 apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 {
-	struct store *st = arg;
-
-	if (insert_rows(conn, items, n, st->live) == -1)
+	(void)arg;
+	sort_by_id(items, n);
+	if (insert_rows(conn, items, n) == -1)
 		return -1;
 	return fetch_first(conn, items, n);
 }
@@ -181,16 +257,25 @@ done(struct gc_item *item, enum gc_outcome outcome, void *arg)
 }
 
 struct store *
-store_start(const char *conninfo, size_t max_batch, int live,
-    store_done_fn done_fn, void *arg)
+store_start(const char *conninfo, size_t max_batch, unsigned committers,
+    int live, store_done_fn done_fn, void *arg)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
+	struct gc_config cfg;
 
 	st->live = live;
 	st->done = done_fn;
 	st->arg = arg;
-	st->gc = group_commit_start(conninfo, "postgresMicro", max_batch, apply,
-	    done, st);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.conninfo = conninfo;
+	cfg.name = "postgresMicro";
+	cfg.max_batch = max_batch;
+	cfg.committers = committers;
+	cfg.setup = setup;
+	cfg.apply = apply;
+	cfg.done = done;
+	cfg.arg = st;
+	st->gc = group_commit_start(&cfg);
 	return st;
 }
 
@@ -262,5 +347,6 @@ spy_record_free(struct spy_record *rec)
 		return;
 	render_mail_clear(&rec->mail);
 	render_mail_clear(&rec->first);
+	free(rec->created);
 	free(rec);
 }

@@ -19,6 +19,8 @@ struct spy_record {
 	char correlation_id[37];	/* lower case */
 	int64_t payroll_id;
 	struct render_mail mail;	/* what this request rendered */
+	char *created;			/* the 201 body, built before the commit */
+	size_t created_len;
 	/* filled by the store before done is called with GC_OK: */
 	int inserted;			/* 1: this request wrote the row */
 	struct render_mail first;	/* !inserted: the row already there */
@@ -35,8 +37,8 @@ typedef void (*store_done_fn)(struct spy_record *rec, enum gc_outcome outcome,
  * is also queued for delivery (status 'pending', sql/micro.sql version 2)
  * in the same transaction.
  */
-struct store *store_start(const char *conninfo, size_t max_batch, int live,
-    store_done_fn done, void *arg);
+struct store *store_start(const char *conninfo, size_t max_batch,
+    unsigned committers, int live, store_done_fn done, void *arg);
 /*
  * Live mode needs spied_mail's delivery columns (sql/micro.sql version 2).
  * 1: they are there; 0: missing (err says what to run); -1: the database

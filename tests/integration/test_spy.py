@@ -18,6 +18,10 @@ over real HTTP on loopback. Covers:
 - group commit seen from outside: concurrent requests share commits
   (/metrics group_commit_batch_rows), and requests waiting for a commit hold
   no server thread (/healthz answers while 60 of them wait on 2 threads);
+- SPY_COMMITTERS=3: three transactions in flight at once and never a fourth
+  (pg_stat_activity), a commit held up by the test does not hold the others,
+  and one id in several transactions at once, or shared by concurrent
+  batches in every order, still gives exactly one 201;
 - postgresMicro stopped and started: 503 + Retry-After meanwhile, then 201
   again with no restart of the spy (the next one once /readyz says 200);
   its connection killed while idle: the next notification still gets 201;
@@ -270,38 +274,6 @@ class SpyApi(SpyCase):
                          (7, "first.name@example.com", "Payroll 7 shipped",
                           "Hello First Name,\r\n\r\nPayroll 7 shipped to First Name of 10.00.\r\n"))
 
-    def test_repeats_inside_one_commit(self):
-        """Twelve requests with one id land in the same batch: one 201, eleven
-        200 with that record, one row."""
-        lock = TableLock(self.dbs.micro)
-        try:
-            posts = Posts(self.svc).start([notification(payrollId=1, shipTo="blocker")])
-            lock.wait_blocked()
-            base = metrics(self.svc)
-            cid = str(uuid.uuid4())
-            same = [notification(correlationId=cid, payrollId=100 + i, shipTo=f"Twin {i}", total=i)
-                    for i in range(12)]
-            posts.start(same)
-            wait_for(lambda: metrics(self.svc).get("group_commit_pending" + MICRO, 0) >= 13, 30,
-                     what="13 notifications waiting for the commit")
-        finally:
-            lock.release()
-        res = posts.join()
-        self.assertTrue(all(r[3] is None for r in res), [r[3] for r in res])
-        mine = [r for r in res if r[0]["correlationId"] == cid]
-        statuses = sorted(r[1] for r in mine)
-        self.assertEqual(statuses, [200] * 11 + [201], statuses)
-        answers = {r[2] for r in mine}
-        self.assertEqual(len(answers), 1, "every answer must carry the same (first) record")
-        row = spied(self.dbs.micro, cid)
-        self.assertEqual(json.loads(answers.pop())["body"], row[3])
-        self.assertEqual(count(self.dbs.micro, "spied_mail", f"correlation_id = '{cid}'"), 1)
-        after = metrics(self.svc)
-        # the blocked batch (1 item), then one for all twelve
-        self.assertEqual(after["group_commit_batch_rows_count" + MICRO]
-                         - base["group_commit_batch_rows_count" + MICRO], 2,
-                         "the twelve were not written in one commit")
-
     def test_bad_inputs_write_nothing(self):
         good = notification()
         cid = good["correlationId"]
@@ -504,7 +476,42 @@ class SpyToken(SpyCase):
 
 @unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")
 class SpyGroupCommit(SpyCase):
-    spy_env = {"SPY_THREADS": "2"}
+    """One committer (SPY_COMMITTERS=1): what queued behind a commit goes
+    in the next one, all of it."""
+    spy_env = {"SPY_THREADS": "2", "SPY_COMMITTERS": "1"}
+
+    def test_repeats_inside_one_commit(self):
+        """Twelve requests with one id land in the same batch: one 201, eleven
+        200 with that record, one row."""
+        lock = TableLock(self.dbs.micro)
+        try:
+            posts = Posts(self.svc).start([notification(payrollId=1, shipTo="blocker")])
+            lock.wait_blocked()
+            base = metrics(self.svc)
+            cid = str(uuid.uuid4())
+            same = [notification(correlationId=cid, payrollId=100 + i, shipTo=f"Twin {i}", total=i)
+                    for i in range(12)]
+            posts.start(same)
+            wait_for(lambda: metrics(self.svc).get("group_commit_pending" + MICRO, 0) >= 13, 30,
+                     what="13 notifications waiting for the commit")
+        finally:
+            lock.release()
+        res = posts.join()
+        self.assertTrue(all(r[3] is None for r in res), [r[3] for r in res])
+        mine = [r for r in res if r[0]["correlationId"] == cid]
+        statuses = sorted(r[1] for r in mine)
+        self.assertEqual(statuses, [200] * 11 + [201], statuses)
+        answers = {r[2] for r in mine}
+        self.assertEqual(len(answers), 1, "every answer must carry the same (first) record")
+        row = spied(self.dbs.micro, cid)
+        self.assertEqual(json.loads(answers.pop())["body"], row[3])
+        self.assertEqual(count(self.dbs.micro, "spied_mail", f"correlation_id = '{cid}'"), 1)
+        after = metrics(self.svc)
+        # the blocked batch (1 item), then one for all twelve
+        self.assertEqual(after["group_commit_batch_rows_count" + MICRO]
+                         - base["group_commit_batch_rows_count" + MICRO], 2,
+                         "the twelve were not written in one commit")
+
 
     def test_waiting_requests_share_one_commit_and_hold_no_thread(self):
         rows0 = self.rows()
@@ -561,6 +568,152 @@ class SpyGroupCommit(SpyCase):
              rows_per_commit=round(items / commits, 2) if commits else None)
         self.assertEqual(items, 400)
         self.assertLess(commits, items, "16 concurrent clients never shared a commit")
+
+
+def waiting_on_locks(url):
+    """Backends of this database waiting for a lock: committers' transactions
+    in flight, held up by the test."""
+    return harness.query(url, "select count(*) from pg_stat_activity where datname = "
+                              "current_database() and wait_event_type = 'Lock'")[0][0]
+
+
+@unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")
+class SpyCommitters(SpyCase):
+    """SPY_COMMITTERS=3: three transactions in flight at once, each on its
+    own connection, never more; the same correlation id in two of them at
+    once still gives one 201 and the first record to the others."""
+    K = 3
+    spy_env = {"SPY_COMMITTERS": str(K)}
+
+    def test_k_transactions_in_flight_never_more(self):
+        rows0 = self.rows()
+        base = metrics(self.svc)
+        self.assertEqual(base["group_commit_committers" + MICRO], self.K)
+        lock = TableLock(self.dbs.micro)
+        try:
+            posts = Posts(self.svc)
+            # one at a time, so that each lands on an idle committer
+            for i in range(self.K):
+                posts.start([notification(payrollId=i + 1, shipTo=f"Blocked {i}")])
+                wait_for(lambda: waiting_on_locks(self.dbs.micro) >= i + 1, 30,
+                         what=f"{i + 1} committers' transactions waiting")
+            self.assertEqual(metrics(self.svc)["group_commit_busy_committers" + MICRO], self.K)
+            posts.start([notification(payrollId=100 + i, shipTo=f"Queued {i}") for i in range(30)])
+            wait_for(lambda: metrics(self.svc).get("group_commit_pending" + MICRO, 0)
+                     >= self.K + 30, 60, what=f"{self.K + 30} notifications waiting")
+            # every committer busy: the thirty wait in the queue, no fourth transaction
+            self.assertEqual(waiting_on_locks(self.dbs.micro), self.K)
+            self.assertEqual(self.rows(), rows0, "rows visible before the commits")
+        finally:
+            lock.release()
+        res = posts.join()
+        self.assertEqual(sorted(r[1] for r in res), [201] * (self.K + 30),
+                         [r[3] for r in res if r[3]])
+        self.assertEqual(self.rows() - rows0, self.K + 30)
+        for body, st, data, _ in res:
+            self.assertEqual(json.loads(data)["body"],
+                             spied(self.dbs.micro, body["correlationId"])[3])
+        m = metrics(self.svc)
+        commits = m["group_commit_batch_rows_count" + MICRO] - base["group_commit_batch_rows_count" + MICRO]
+        # one for each blocked one, then one for the thirty queued
+        self.assertEqual(commits, self.K + 1)
+        self.assertEqual(m["group_commit_busy_committers" + MICRO], 0)
+
+    def test_a_blocked_commit_holds_no_other(self):
+        """A transaction of the test inserts id X and does not commit: the
+        committer writing a notification for X waits for it, the others go on.
+        Once the test commits, X is answered 200 with the test's record."""
+        held = str(uuid.uuid4())
+        conn = psycopg2.connect(self.dbs.micro)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("insert into spied_mail (correlation_id, payroll_id, destination, "
+                            "subject, body) values (%s, 77, 'held@example.com', "
+                            "'Payroll 77 shipped', 'held body')", (held,))
+            posts = Posts(self.svc).start([notification(correlationId=held, payrollId=78,
+                                                        shipTo="Second Writer")])
+            wait_for(lambda: waiting_on_locks(self.dbs.micro) >= 1, 30,
+                     what="the committer waiting for the test's transaction")
+            for i in range(5):
+                n = notification(payrollId=200 + i, shipTo=f"Other {i}")
+                st, _, data = self.post(n)
+                self.assertEqual(st, 201, data)
+                self.assertIsNotNone(spied(self.dbs.micro, n["correlationId"]))
+            self.assertEqual(waiting_on_locks(self.dbs.micro), 1)
+            conn.commit()
+        finally:
+            conn.close()
+        (body, st, data, err), = posts.join()
+        self.assertIsNone(err)
+        self.assertEqual(st, 200, data)
+        self.assertEqual(json.loads(data), {"correlationId": held,
+                                            "destination": "held@example.com",
+                                            "subject": "Payroll 77 shipped",
+                                            "body": "held body"})
+        self.assertEqual(count(self.dbs.micro, "spied_mail", f"correlation_id = '{held}'"), 1)
+
+    def test_repeats_in_transactions_in_flight_at_once(self):
+        """Twelve requests with one id spread over the three committers'
+        transactions, all blocked, then let go together: one 201, eleven
+        200 with that record, one row."""
+        lock = TableLock(self.dbs.micro)
+        cid = str(uuid.uuid4())
+        try:
+            posts = Posts(self.svc)
+            same = [notification(correlationId=cid, payrollId=300 + i, shipTo=f"Twin {i}",
+                                 total=i) for i in range(12)]
+            for i in range(self.K):
+                posts.start([same[i]])
+                wait_for(lambda: waiting_on_locks(self.dbs.micro) >= i + 1, 30,
+                         what=f"{i + 1} transactions with the same id waiting")
+            posts.start(same[self.K:])
+            wait_for(lambda: metrics(self.svc).get("group_commit_pending" + MICRO, 0) >= 12, 30,
+                     what="the twelve waiting")
+        finally:
+            lock.release()
+        res = posts.join()
+        self.assertTrue(all(r[3] is None for r in res), [r[3] for r in res])
+        statuses = sorted(r[1] for r in res)
+        self.assertEqual(statuses, [200] * 11 + [201], statuses)
+        answers = {r[2] for r in res}
+        self.assertEqual(len(answers), 1, "every answer must carry the same (first) record")
+        self.assertEqual(json.loads(answers.pop())["body"], spied(self.dbs.micro, cid)[3])
+        self.assertEqual(count(self.dbs.micro, "spied_mail", f"correlation_id = '{cid}'"), 1)
+
+    def test_shared_ids_under_concurrent_load(self):
+        """25 ids, 8 requests each, shuffled, from 24 clients: concurrent
+        batches share ids in every order. Exactly one 201 per id, every other
+        answer 200 with the same bytes, nothing else (a deadlock between two
+        batches would be a 500), one row per id."""
+        import random
+        ids = [str(uuid.uuid4()) for _ in range(25)]
+        bodies = [notification(correlationId=c, payrollId=400 + k, shipTo=f"Shared {k} {j}",
+                               total=j) for k, c in enumerate(ids) for j in range(8)]
+        random.Random(7).shuffle(bodies)
+        posts = Posts(self.svc, timeout=60)
+
+        def worker(chunk):
+            for b in chunk:
+                posts.one(b)
+
+        threads = [threading.Thread(target=worker, args=(bodies[i::24],), daemon=True)
+                   for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        self.assertFalse(any(t.is_alive() for t in threads), "requests hung")
+        by_id = {}
+        for body, st, data, err in posts.results:
+            self.assertIsNone(err)
+            by_id.setdefault(body["correlationId"], []).append((st, data))
+        self.assertEqual(set(by_id), set(ids))
+        for cid, answers in by_id.items():
+            self.assertEqual(sorted(st for st, _ in answers), [200] * 7 + [201], cid)
+            self.assertEqual(len({data for _, data in answers}), 1, cid)
+            self.assertEqual(json.loads(answers[0][1])["body"], spied(self.dbs.micro, cid)[3])
+        for cid in ids:
+            self.assertEqual(count(self.dbs.micro, "spied_mail", f"correlation_id = '{cid}'"), 1)
 
 
 @unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")
@@ -760,6 +913,8 @@ class SpyConfig(unittest.TestCase):
         bad = [
             ({}, "MICRO_DATABASE_URL"),
             ({"MICRO_DATABASE_URL": url, "SPY_THREADS": "0"}, "SPY_THREADS"),
+            ({"MICRO_DATABASE_URL": url, "SPY_COMMITTERS": "0"}, "SPY_COMMITTERS"),
+            ({"MICRO_DATABASE_URL": url, "SPY_COMMITTERS": "many"}, "SPY_COMMITTERS"),
             ({"MICRO_DATABASE_URL": url, "PORT": "70000"}, "PORT"),
             ({"MICRO_DATABASE_URL": url, "SPY_MODE": "shadow"}, "SPY_MODE"),
             ({"MICRO_DATABASE_URL": url, "MAX_BODY": "12abc"}, "MAX_BODY"),
