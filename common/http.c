@@ -200,7 +200,7 @@ request_new(struct http_server *srv, struct MHD_Connection *conn,
 	if (ids_request_id_sane(rid))
 		snprintf(req->id, sizeof(req->id), "%s", rid);
 	else
-		ids_uuid(req->id);
+		ids_request_uuid(req->id);
 	atomic_fetch_add(&srv->inflight, 1);
 	return req;
 }
@@ -591,18 +591,28 @@ void
 http_reply(struct http_request *req, unsigned status, const char *content_type,
     const char *body, size_t len)
 {
+	char *copy = xmalloc(len + 1);
+
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	http_reply_take(req, status, content_type, copy, len);
+}
+
+void
+http_reply_take(struct http_request *req, unsigned status,
+    const char *content_type, char *body, size_t len)
+{
 	pthread_mutex_lock(&req->lock);
 	if (req->answered) {
 		pthread_mutex_unlock(&req->lock);
 		log_warnx("%s %s answered twice (second: %u)", req->method,
 		    req->path, status);
+		free(body);
 		return;
 	}
 	req->status = status;
 	req->ctype = content_type ? xstrdup(content_type) : NULL;
-	req->rbody = xmalloc(len + 1);
-	memcpy(req->rbody, body, len);
-	req->rbody[len] = '\0';
+	req->rbody = body;
 	req->rlen = len;
 	req->answered = 1;
 	if (req->suspended) {
@@ -629,8 +639,7 @@ http_reply_json(struct http_request *req, unsigned status, json_t *body)
 	s = xrealloc(s, n + 2);
 	s[n++] = '\n';
 	s[n] = '\0';
-	http_reply(req, status, "application/json", s, n);
-	free(s);
+	http_reply_take(req, status, "application/json", s, n);
 }
 
 void

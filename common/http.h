@@ -83,6 +83,9 @@ void http_response_header(struct http_request *req, const char *name,
 /* The one answer. Safe from any thread once the request is deferred. */
 void http_reply(struct http_request *req, unsigned status,
     const char *content_type, const char *body, size_t len);
+/* Like http_reply, taking ownership of body (malloc'ed; freed by http). */
+void http_reply_take(struct http_request *req, unsigned status,
+    const char *content_type, char *body, size_t len);
 /* Takes ownership of body (json_decref'ed). */
 void http_reply_json(struct http_request *req, unsigned status, json_t *body);
 /* {"error": message, "field": field or null} */

@@ -5,6 +5,7 @@
 #include "ids.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <uuid/uuid.h>
@@ -15,6 +16,42 @@ ids_uuid(char out[IDS_UUID_LEN + 1])
 	uuid_t u;
 
 	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
+
+/* splitmix64: a 2^64-long sequence per thread, from a random start. */
+static uint64_t
+next64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+void
+ids_request_uuid(char out[IDS_UUID_LEN + 1])
+{
+	static _Thread_local uint64_t state;
+	static _Thread_local int seeded;
+	uint64_t hi, lo;
+	uuid_t u;
+	int i;
+
+	if (!seeded) {
+		uuid_generate_random(u);
+		memcpy(&state, u, sizeof(state));
+		seeded = 1;
+	}
+	hi = next64(&state);
+	lo = next64(&state);
+	for (i = 0; i < 8; i++) {
+		u[i] = (unsigned char)(hi >> (56 - 8 * i));
+		u[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+	}
+	u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);	/* version 4 */
+	u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
 	uuid_unparse_lower(u, out);
 }
 

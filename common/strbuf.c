@@ -40,6 +40,47 @@ strbuf_str(struct strbuf *b, const char *s)
 }
 
 void
+strbuf_json_string(struct strbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char esc[7];
+	size_t n;
+
+	strbuf_add(b, "\"", 1);
+	while (*s != '\0') {
+		/* the run that needs no escape */
+		for (n = 0; s[n] != '\0' && s[n] != '"' && s[n] != '\\' &&
+		    (unsigned char)s[n] >= 0x20; n++)
+			;
+		strbuf_add(b, s, n);
+		s += n;
+		if (*s == '\0')
+			break;
+		esc[0] = '\\';
+		switch (*s) {
+		case '"': esc[1] = '"'; n = 2; break;
+		case '\\': esc[1] = '\\'; n = 2; break;
+		case '\b': esc[1] = 'b'; n = 2; break;
+		case '\f': esc[1] = 'f'; n = 2; break;
+		case '\n': esc[1] = 'n'; n = 2; break;
+		case '\r': esc[1] = 'r'; n = 2; break;
+		case '\t': esc[1] = 't'; n = 2; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[((unsigned char)*s >> 4) & 0xf];
+			esc[5] = hex[(unsigned char)*s & 0xf];
+			n = 6;
+			break;
+		}
+		strbuf_add(b, esc, n);
+		s++;
+	}
+	strbuf_add(b, "\"", 1);
+}
+
+void
 strbuf_printf(struct strbuf *b, const char *fmt, ...)
 {
 	va_list ap;

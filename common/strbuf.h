@@ -20,6 +20,13 @@ void strbuf_add(struct strbuf *b, const char *s, size_t n);
 void strbuf_str(struct strbuf *b, const char *s);
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * Appends s as a JSON string literal, quotes included, escaped as jansson's
+ * json_dumps escapes it (", \, control characters; UTF-8 passes as is),
+ * so a hand-built document reads byte for byte like a dumped one. s must
+ * be valid UTF-8.
+ */
+void strbuf_json_string(struct strbuf *b, const char *s);
 /* The string, owned by the caller ("" when nothing was added); b is emptied. */
 char *strbuf_take(struct strbuf *b);
 void strbuf_free(struct strbuf *b);

@@ -12,6 +12,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "common/validate.h"
 
@@ -45,30 +46,49 @@ count(const char *outcome)
 	    "POST /notifications by outcome", labels), 1);
 }
 
-static json_t *
-record_json(const char *correlation_id, const struct render_mail *m)
+/*
+ * The record as the answer's JSON, built by hand (json_pack and json_dumps
+ * cost microseconds a request): the bytes json_dumps gives, keys in this
+ * order, and a newline.
+ */
+static char *
+record_json(const char *correlation_id, const struct render_mail *m,
+    size_t *len)
 {
-	return json_pack("{s:s, s:s, s:s, s:s}", "correlationId", correlation_id,
-	    "destination", m->destination, "subject", m->subject, "body", m->body);
+	struct strbuf b = STRBUF_INIT;
+
+	strbuf_str(&b, "{\"correlationId\":");
+	strbuf_json_string(&b, correlation_id);
+	strbuf_str(&b, ",\"destination\":");
+	strbuf_json_string(&b, m->destination);
+	strbuf_str(&b, ",\"subject\":");
+	strbuf_json_string(&b, m->subject);
+	strbuf_str(&b, ",\"body\":");
+	strbuf_json_string(&b, m->body);
+	strbuf_str(&b, "}\n");
+	*len = b.len;
+	return strbuf_take(&b);
 }
 
 void
 spy_record_done(struct spy_record *rec, enum gc_outcome outcome, void *arg)
 {
 	struct http_request *req = rec->owner;
-	json_t *body;
+	char *body;
+	size_t len;
 
 	(void)arg;
 	switch (outcome) {
 	case GC_OK:
 		if (rec->inserted) {
 			count("created");
-			body = record_json(rec->correlation_id, &rec->mail);
-			http_reply_json(req, 201, body);
+			http_reply_take(req, 201, "application/json", rec->created,
+			    rec->created_len);
+			rec->created = NULL;
 		} else {
 			count("duplicate");
-			body = record_json(rec->correlation_id, &rec->first);
-			http_reply_json(req, 200, body);
+			body = record_json(rec->correlation_id, &rec->first, &len);
+			http_reply_take(req, 200, "application/json", body, len);
 		}
 		break;
 	case GC_STORE_DOWN:
@@ -124,6 +144,9 @@ post_notification(struct http_request *req, void *arg)
 	memcpy(rec->correlation_id, n.correlation_id, sizeof(rec->correlation_id));
 	rec->payroll_id = n.payroll_id;
 	rec->owner = req;
+	/* here, on one of the server threads, not on the committer's */
+	rec->created = record_json(rec->correlation_id, &rec->mail,
+	    &rec->created_len);
 	log_debug("notification %s payroll %lld -> %s", rec->correlation_id,
 	    (long long)rec->payroll_id, rec->mail.destination);
 	/* deferred first: the store may answer before this function returns */

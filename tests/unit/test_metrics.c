@@ -1,8 +1,10 @@
 /*
  * Unit tests for common/metrics and common/ids: the Prometheus text a
  * scraper reads (one HELP/TYPE per name, cumulative buckets, sum and
- * count), and the id helpers (UUID form, request-id sanity, FNV-1a).
+ * count), and the id helpers (UUID form, request ids, request-id sanity,
+ * FNV-1a).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,6 +75,49 @@ test_gauge(void **state)
 	assert_true(metrics_value(g) == 3.5);
 }
 
+#define RID_N 2000
+
+static void *
+request_ids(void *p)
+{
+	char (*out)[IDS_UUID_LEN + 1] = p;
+	int i;
+
+	for (i = 0; i < RID_N; i++)
+		ids_request_uuid(out[i]);
+	return NULL;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Request ids: UUID v4 shape, and no repeats within or across threads. */
+static void
+test_request_uuid(void **state)
+{
+	static char ids[2 * RID_N][IDS_UUID_LEN + 1];
+	pthread_t t;
+	int i;
+
+	(void)state;
+	assert_int_equal(pthread_create(&t, NULL, request_ids, ids[RID_N]), 0);
+	request_ids(ids[0]);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	for (i = 0; i < 2 * RID_N; i++) {
+		assert_int_equal(strlen(ids[i]), 36);
+		assert_true(ids_uuid_valid(ids[i]));
+		assert_int_equal(ids[i][14], '4');
+		assert_non_null(strchr("89ab", ids[i][19]));
+		assert_null(strpbrk(ids[i], "ABCDEF"));
+	}
+	qsort(ids, 2 * RID_N, sizeof(ids[0]), cmp_id);
+	for (i = 1; i < 2 * RID_N; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
 static void
 test_ids(void **state)
 {
@@ -113,6 +158,7 @@ main(void)
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_gauge),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_request_uuid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

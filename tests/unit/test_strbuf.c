@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "common/strbuf.h"
 
@@ -49,6 +50,45 @@ test_adds_grow_and_keep_bytes(void **state)
 	free(s);
 }
 
+/* The same bytes json_dumps gives, for every byte that can need an escape. */
+static void
+test_json_string_matches_jansson(void **state)
+{
+	static const char *const cases[] = {
+		"", "plain", "quote \" and backslash \\ and /slash",
+		"Hello Ana,\r\n\r\nPayroll 7 shipped.\r\n",
+		"tab\tbell\abs\bff\fvt\vesc\x1b del\x7f",
+		"Jos\xc3\xa9 N\xc3\xba\xc3\xb1" "ez \xe2\x82\xac \xf0\x9f\x93\xa6",
+		"\"\"\\\\", "end\x1f",
+	};
+	char all[32];
+	size_t i;
+	int c;
+
+	(void)state;
+	for (i = 0; i <= sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *s = i < sizeof(cases) / sizeof(cases[0]) ? cases[i] : all;
+		struct strbuf b = STRBUF_INIT;
+		json_t *j;
+		char *want;
+
+		if (s == all) {	/* every control character */
+			for (c = 1; c < 32; c++)
+				all[c - 1] = (char)c;
+			all[31] = '\0';
+		}
+		j = json_string(s);
+		assert_non_null(j);
+		want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+		strbuf_json_string(&b, s);
+		assert_string_equal(b.p, want);
+		assert_int_equal(b.len, strlen(want));
+		free(want);
+		json_decref(j);
+		strbuf_free(&b);
+	}
+}
+
 static void
 test_str_and_printf(void **state)
 {
@@ -75,6 +115,7 @@ main(void)
 		cmocka_unit_test(test_empty_take_is_an_empty_string),
 		cmocka_unit_test(test_adds_grow_and_keep_bytes),
 		cmocka_unit_test(test_str_and_printf),
+		cmocka_unit_test(test_json_string_matches_jansson),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
