@@ -72,9 +72,20 @@ struct http_request {
 	size_t rlen;
 };
 
+/* A route's metrics, looked up once (a lookup takes the registry's lock). */
+#define STATUS_SLOTS 6
+struct route_metrics {
+	struct metric *_Atomic duration;
+	struct {
+		_Atomic unsigned status;	/* 0: free; claimed once */
+		struct metric *_Atomic count;
+	} by_status[STATUS_SLOTS];
+};
+
 struct http_server {
 	struct MHD_Daemon *daemon;
 	struct http_server_config cfg;
+	struct route_metrics *route_metrics;	/* one per route */
 	_Atomic long inflight;
 	_Atomic int draining;
 	char served_by[128];
@@ -249,16 +260,40 @@ static void
 count_request(struct http_request *req)
 {
 	const char *name = req->route ? req->route->name : "unmatched";
+	struct route_metrics *rm = NULL;
+	struct metric *m = NULL;
 	char labels[160];
+	unsigned want;
+	size_t i;
 
-	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", name,
-	    req->status);
-	metrics_inc(metrics_counter("http_requests_total",
-	    "HTTP requests answered, by route and status", labels), 1);
-	snprintf(labels, sizeof(labels), "route=\"%s\"", name);
-	metrics_observe(metrics_histogram("http_request_duration_seconds",
-	    "Time from request arrival to answer, by route", labels, NULL, 0),
-	    now_s() - req->started);
+	if (req->route != NULL)
+		rm = &req->srv->route_metrics[req->route - req->srv->cfg.routes];
+	for (i = 0; rm != NULL && i < STATUS_SLOTS; i++) {
+		want = 0;
+		if (atomic_load(&rm->by_status[i].status) == req->status ||
+		    atomic_compare_exchange_strong(&rm->by_status[i].status, &want,
+		    req->status) || want == req->status) {
+			m = atomic_load(&rm->by_status[i].count);
+			break;
+		}
+	}
+	if (m == NULL) {
+		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"",
+		    name, req->status);
+		m = metrics_counter("http_requests_total",
+		    "HTTP requests answered, by route and status", labels);
+		if (rm != NULL && i < STATUS_SLOTS)
+			atomic_store(&rm->by_status[i].count, m);
+	}
+	metrics_inc(m, 1);
+	if (rm == NULL || (m = atomic_load(&rm->duration)) == NULL) {
+		snprintf(labels, sizeof(labels), "route=\"%s\"", name);
+		m = metrics_histogram("http_request_duration_seconds",
+		    "Time from request arrival to answer, by route", labels, NULL, 0);
+		if (rm != NULL)
+			atomic_store(&rm->duration, m);
+	}
+	metrics_observe(m, now_s() - req->started);
 }
 
 static enum MHD_Result
@@ -429,6 +464,8 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	unsigned flags;
 
 	srv->cfg = *cfg;
+	srv->route_metrics = xcalloc(cfg->nroutes ? cfg->nroutes : 1,
+	    sizeof(*srv->route_metrics));
 	if (srv->cfg.max_body == 0)
 		srv->cfg.max_body = 64 * 1024;
 	if (srv->cfg.threads == 0)
@@ -453,6 +490,7 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	    inet_pton(AF_INET, cfg->bind, &sa.sin_addr) != 1) {
 		snprintf(err, errlen, "bind address '%s' is not an IPv4 address",
 		    cfg->bind);
+		free(srv->route_metrics);
 		free(srv);
 		return NULL;
 	}
@@ -483,6 +521,7 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	if (srv->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
 		    cfg->bind ? cfg->bind : "0.0.0.0", (unsigned)cfg->port);
+		free(srv->route_metrics);
 		free(srv);
 		return NULL;
 	}
@@ -522,6 +561,7 @@ http_server_free(struct http_server *srv)
 	if (srv == NULL)
 		return;
 	MHD_stop_daemon(srv->daemon);
+	free(srv->route_metrics);
 	free(srv);
 }
 

@@ -193,13 +193,22 @@ validate_text(const char *s, size_t len, const char *field, size_t max_len,
 	return 0;
 }
 
-/* Digits after the point of the shortest decimal that reads back as v. */
+/* 1 if the shortest decimal that reads back as v has more than two digits
+ * after the point. */
 static int
-decimals_of(double v)
+more_than_two_decimals(double v)
 {
 	char buf[64], *epos, *dot;
 	int prec, frac, exp10 = 0;
 
+	/*
+	 * The common case without printing: v is the double nearest to k/100,
+	 * so the decimal k/100 reads back as v, and the shortest such decimal
+	 * has no more digits after the point. (v is bounded by the caller, so
+	 * v * 100 rounds to k.)
+	 */
+	if ((double)llround(v * 100.0) / 100.0 == v)
+		return 0;
 	for (prec = 1; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, v);
 		if (strtod(buf, NULL) == v)
@@ -213,7 +222,7 @@ decimals_of(double v)
 	dot = strchr(buf, '.');
 	frac = dot ? (int)strlen(dot + 1) : 0;
 	frac -= exp10;
-	return frac > 0 ? frac : 0;
+	return frac > 2;
 }
 
 int
@@ -242,7 +251,7 @@ validate_money(const json_t *v, const char *field, int64_t *cents,
 		if (d > (double)(VALIDATE_MONEY_MAX_CENTS / 100))
 			return validate_fail(e, field, "%s must be at most %lld", field,
 			    VALIDATE_MONEY_MAX_CENTS / 100);
-		if (decimals_of(d) > 2)
+		if (more_than_two_decimals(d))
 			return validate_fail(e, field,
 			    "%s must have at most two decimals", field);
 		*cents = (int64_t)llround(d * 100.0);

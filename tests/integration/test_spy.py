@@ -437,6 +437,23 @@ class SpyApi(SpyCase):
         self.assertEqual(m['group_commit_batch_rows_bucket{db="postgresMicro",le="+Inf"}'],
                          m["group_commit_batch_rows_count" + MICRO])
         self.assertEqual(m["group_commit_pending" + MICRO], 0)
+        # counted exactly, each status and outcome under its own labels
+        base = m
+        for i in range(3):
+            self.assertEqual(self.post(notification(payrollId=60 + i))[0], 201)
+        for bad in ({"correlationId": "x"}, dict(notification(), total=-1)):
+            self.assertEqual(self.post(bad)[0], 400)
+        self.assertEqual(self.svc.request("GET", "/nowhere")[0], 404)
+        m = metrics(self.svc)
+
+        def grew(key):
+            return m.get(key, 0) - base.get(key, 0)
+        self.assertEqual(grew('http_requests_total{route="notifications",status="201"}'), 3)
+        self.assertEqual(grew('http_requests_total{route="notifications",status="400"}'), 2)
+        self.assertEqual(grew('http_requests_total{route="unmatched",status="404"}'), 1)
+        self.assertEqual(grew('http_request_duration_seconds_count{route="notifications"}'), 5)
+        self.assertEqual(grew('spy_notifications_total{outcome="created"}'), 3)
+        self.assertEqual(grew('spy_notifications_total{outcome="invalid"}'), 2)
 
 
 @unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")

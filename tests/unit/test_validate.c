@@ -105,6 +105,10 @@ test_money_accepted(void **state)
 	assert_int_equal(cents_of("999999999.99", &e), 99999999999LL);
 	assert_int_equal(cents_of("1e3", &e), 100000);
 	assert_int_equal(cents_of("1.5e2", &e), 15000);
+	assert_int_equal(cents_of("0.1", &e), 10);
+	assert_int_equal(cents_of("19.99", &e), 1999);
+	assert_int_equal(cents_of("12345678.91", &e), 1234567891);
+	assert_int_equal(cents_of("4.35", &e), 435);	/* 4.35*100 is 434.999... */
 }
 
 static void
@@ -125,6 +129,9 @@ test_money_rejected(void **state)
 	money_rejected("0.001", "two decimals");
 	money_rejected("1e-5", "two decimals");
 	money_rejected("999999999.999", "two decimals");
+	money_rejected("2.675", "two decimals");	/* rounds to 2.67 or 2.68 */
+	money_rejected("0.105", "two decimals");
+	money_rejected("999999999.995", "two decimals");
 	money_rejected("-1", "negative");
 	money_rejected("-0.01", "negative");
 	money_rejected("1000000000.01", "at most");
