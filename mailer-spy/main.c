@@ -59,7 +59,7 @@ static const struct config_option options[] = {
 	  .def = "256", .min = 1, .max = 4096, .help = "rows per commit at most",
 	  .offset = offsetof(struct spy_config, max_batch) },
 	{ .env = "SPY_COMMITTERS", .flag = "committers", .type = CONFIG_INT,
-	  .def = "4", .min = 1, .max = 64,
+	  .def = "2", .min = 1, .max = 64,
 	  .help = "commits in flight at once (threads and connections)",
 	  .offset = offsetof(struct spy_config, committers) },
 	{ .env = "SPY_MAX_PENDING", .flag = "max-pending", .type = CONFIG_INT,
