@@ -1,12 +1,16 @@
 /*
- * store: see store.h. One batch is one multi-row
- *   INSERT ... ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id
+ * store: see store.h. One batch is one prepared
+ *   INSERT ... SELECT * FROM unnest(five arrays)
+ *   ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id
  * and, when some rows were not inserted (ids already stored, or repeated
  * inside the batch), one SELECT of the stored rows for those ids, both in
- * the committer's transaction. Within a batch the first request with an id
- * is the one inserted, as PostgreSQL inserts VALUES rows in order. In live
- * mode the row goes in as 'pending' (due now): the record and its place
- * in the delivery outbox commit together, so an accepted mail is never lost.
+ * the committer's transaction. The batch is sorted by correlation id first
+ * (arrival order among equal ids), so that concurrent committers take their
+ * index entries in one order and cannot deadlock; within a batch the first
+ * request with an id is the one inserted, as unnest() hands PostgreSQL the
+ * rows in array order. In live mode the row goes in as 'pending' (due now):
+ * the record and its place in the delivery outbox commit together, so an
+ * accepted mail is never lost.
  */
 #include "store.h"
 
