@@ -56,7 +56,7 @@ static const struct config_option options[] = {
 	  .min = 1, .max = 64, .help = "HTTP server threads",
 	  .offset = offsetof(struct spy_config, threads) },
 	{ .env = "SPY_MAX_BATCH", .flag = "max-batch", .type = CONFIG_INT,
-	  .def = "256", .min = 1, .max = 4096, .help = "rows per commit at most",
+	  .def = "1024", .min = 1, .max = 4096, .help = "rows per commit at most",
 	  .offset = offsetof(struct spy_config, max_batch) },
 	{ .env = "SPY_COMMITTERS", .flag = "committers", .type = CONFIG_INT,
 	  .def = "2", .min = 1, .max = 64,
