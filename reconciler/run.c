@@ -148,15 +148,20 @@ writer_plans(PGconn *conn)
 }
 
 /*
- * Readers: the planner picks the join of reconcile_queue and the mail
- * table from their sizes (a merge join when most rows are queued, probes
- * by key when the queue is a small part of a long history). JIT's compile
- * time and parallel workers only take the cores the writers need.
+ * Readers (and the lookups in micro): every statement walks an index in
+ * key order (a merge join of reconcile_queue and the mail table when most
+ * rows are queued, probes by key when the queue is a small part of a long
+ * history) and a chunk stops after its LIMIT. With statistics older than
+ * the tables (a bulk load since the last ANALYZE) the planner chose to
+ * hash both whole tables and sort them for every chunk; no sequential
+ * scans and no hash joins keep the plans on the indexes whatever the
+ * statistics. JIT's compile time and parallel workers only take cores.
  */
 static void
 reader_plans(PGconn *conn)
 {
-	PQclear(PQexec(conn, "SET jit = off; "
+	PQclear(PQexec(conn, "SET enable_seqscan = off; "
+	    "SET enable_hashjoin = off; SET jit = off; "
 	    "SET max_parallel_workers_per_gather = 0"));
 }
 
@@ -271,6 +276,7 @@ open_streams(struct run *r)
 	reader_plans(r->mono_r);
 	reader_plans(r->micro_r);
 	reader_plans(r->open_r);
+	reader_plans(r->micro_lk);
 	r->read_chunk = READ_CHUNK_DEFAULT;
 	if ((s = getenv("RECONCILER_READ_CHUNK")) != NULL && *s)
 		r->read_chunk = (size_t)strtoul(s, NULL, 10);
