@@ -476,9 +476,7 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 			goto fail;
 	}
 	for (i = 0; i < d->cfg.workers; i++)
-		if (pthread_create(&d->workers[i].thread, NULL, worker_main,
-		    &d->workers[i]) != 0)
-			fatal("pthread_create");
+		thread_start(&d->workers[i].thread, worker_main, &d->workers[i]);
 	return d;
 fail:
 	delivery_free(d);

@@ -14,7 +14,6 @@
 #include "group_commit.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,9 +169,7 @@ group_commit_start(const struct gc_config *cfg)
 	static const char *const outcome_names[] = { "ok", "store_down", "failed" };
 	struct group_commit *gc = xcalloc(1, sizeof(*gc));
 	char labels[160];
-	sigset_t all, old;
 	size_t i;
-	int rc;
 
 	pthread_mutex_init(&gc->lock, NULL);
 	pthread_cond_init(&gc->cond, NULL);
@@ -211,16 +208,9 @@ group_commit_start(const struct gc_config *cfg)
 		    "Items settled by the committer, by outcome", labels);
 	}
 
-	/* The committers take no signals: the main thread waits for them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (i = 0; i < gc->ncommitters; i++) {
-		rc = pthread_create(&gc->committers[i].thread, NULL, committer,
+	for (i = 0; i < gc->ncommitters; i++)
+		thread_start(&gc->committers[i].thread, committer,
 		    &gc->committers[i]);
-		if (rc != 0)
-			fatalx("group_commit: pthread_create: %s", strerror(rc));
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return gc;
 }
 

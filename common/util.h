@@ -6,6 +6,7 @@
 #ifndef COMMON_UTIL_H
 #define COMMON_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,5 +30,13 @@ double now_s(void);
 
 /* Sleep for ms milliseconds, resuming after signals. */
 void sleep_ms(long ms);
+
+/*
+ * Starts a thread that takes no signals (all blocked in it): SIGTERM and
+ * SIGINT are the main thread's to wait for. A thread started with the
+ * caller's mask could be handed a process-wide SIGTERM while the main
+ * thread is busy, and die of it instead of draining. Fatal on failure.
+ */
+void thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif

@@ -510,8 +510,7 @@ dispatch_start(const struct dispatch_config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)d->cfg.max_inflight);
 	curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 	    (long)d->cfg.max_inflight);
-	if (pthread_create(&d->thread, NULL, dispatcher, d) != 0)
-		fatal("pthread_create");
+	thread_start(&d->thread, dispatcher, d);
 	return d;
 }
 

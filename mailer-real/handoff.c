@@ -235,8 +235,7 @@ void
 handoff_start(struct handoff *h, struct dispatch *d)
 {
 	h->dispatch = d;
-	if (pthread_create(&h->thread, NULL, handoff_main, h) != 0)
-		fatal("pthread_create");
+	thread_start(&h->thread, handoff_main, h);
 	h->started = 1;
 }
 
