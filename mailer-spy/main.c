@@ -229,19 +229,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailer-spy: SPY_TEMPLATE: %s\n", err);
 		return 2;
 	}
-	if (live) {
-		rc = store_live_schema_ok(cfg.micro_url, err, sizeof(err));
-		if (rc == 0) {
-			fprintf(stderr, "mailer-spy: SPY_MODE=live: %s\n", err);
-			render_template_free(spy.body_template);
-			return 2;
-		}
-		if (rc == -1)
-			log_warnx("cannot check the schema yet: %s", err);
-		if ((live_delivery = live_start(&cfg)) == NULL) {
-			render_template_free(spy.body_template);
-			return 2;
-		}
+	rc = store_schema_ok(cfg.micro_url, live, err, sizeof(err));
+	if (rc == 0) {
+		fprintf(stderr, "mailer-spy: %s%s\n", live ? "SPY_MODE=live: " : "",
+		    err);
+		render_template_free(spy.body_template);
+		return 2;
+	}
+	if (rc == -1)
+		log_warnx("cannot check the schema yet: %s", err);
+	if (live && (live_delivery = live_start(&cfg)) == NULL) {
+		render_template_free(spy.body_template);
+		return 2;
 	}
 	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch,
 	    (unsigned)cfg.committers, live, record_done, &spy);

@@ -1,7 +1,8 @@
 /*
  * store: see store.h. One batch is one prepared
- *   INSERT ... SELECT * FROM unnest(five arrays)
- *   ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id
+ *   WITH ins AS (INSERT ... SELECT * FROM unnest(five arrays)
+ *     ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id)
+ *   (the new ids into reconcile_queue) SELECT the new ids
  * and, when some rows were not inserted (ids already stored, or repeated
  * inside the batch), one SELECT of the stored rows for those ids, both in
  * the committer's transaction. The batch is sorted by correlation id first
@@ -41,19 +42,27 @@ rec_of(struct gc_item *it)
 
 /* The batch as five arrays, unnest()ed by the server: one statement
  * whatever the batch size, prepared once per connection, so the server
- * neither parses nor plans it per batch. */
+ * neither parses nor plans it per batch. The statement queues its new rows
+ * for the reconciler itself (reconcile_queue, sql/micro.sql version 4): the
+ * session says so with reconcile_queue.caller_keeps, and the table's row
+ * trigger, which would queue them one by one, stays out. */
 #define INSERT_STMT "spy_insert"
+#define QUEUE_NEW_ROWS \
+	" RETURNING correlation_id), queued AS (INSERT INTO reconcile_queue" \
+	" (correlation_id) SELECT correlation_id FROM ins" \
+	" ON CONFLICT DO NOTHING) SELECT correlation_id::text FROM ins"
 static const char insert_sql[] =
-    "INSERT INTO spied_mail (correlation_id, payroll_id, destination, subject,"
-    " body) SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[],"
-    " $4::text[], $5::text[])"
-    " ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id::text";
+    "WITH ins AS (INSERT INTO spied_mail (correlation_id, payroll_id,"
+    " destination, subject, body) SELECT * FROM unnest($1::uuid[],"
+    " $2::bigint[], $3::text[], $4::text[], $5::text[])"
+    " ON CONFLICT (correlation_id) DO NOTHING" QUEUE_NEW_ROWS;
 static const char insert_live_sql[] =
-    "INSERT INTO spied_mail (correlation_id, payroll_id, destination, subject,"
-    " body, status, next_attempt_at) SELECT c, p, d, s, b, 'pending', now()"
+    "WITH ins AS (INSERT INTO spied_mail (correlation_id, payroll_id,"
+    " destination, subject, body, status, next_attempt_at)"
+    " SELECT c, p, d, s, b, 'pending', now()"
     " FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
     " $5::text[]) AS t(c, p, d, s, b)"
-    " ON CONFLICT (correlation_id) DO NOTHING RETURNING correlation_id::text";
+    " ON CONFLICT (correlation_id) DO NOTHING" QUEUE_NEW_ROWS;
 
 /* Each committer connection prepares the INSERT once (gc_setup_fn). */
 static int
@@ -63,6 +72,14 @@ setup(PGconn *conn, void *arg)
 	PGresult *res;
 	int ok;
 
+	res = PQexec(conn, "SET reconcile_queue.caller_keeps = on");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_warnx("set reconcile_queue.caller_keeps: %s",
+		    db_error(conn, res));
+	PQclear(res);
+	if (!ok)
+		return -1;
 	res = PQprepare(conn, INSERT_STMT, st->live ? insert_live_sql :
 	    insert_sql, COLS, NULL);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -284,7 +301,7 @@ store_start(const char *conninfo, size_t max_batch, unsigned committers,
 }
 
 int
-store_live_schema_ok(const char *conninfo, char *err, size_t errlen)
+store_schema_ok(const char *conninfo, int live, char *err, size_t errlen)
 {
 	PGconn *conn = PQconnectdb(conninfo);
 	PGresult *res = NULL;
@@ -296,18 +313,26 @@ store_live_schema_ok(const char *conninfo, char *err, size_t errlen)
 		snprintf(err, errlen, "postgresMicro: %s", db_error(conn, NULL));
 		goto out;
 	}
-	res = PQexec(conn, "SELECT count(*) FROM information_schema.columns"
+	res = PQexec(conn, "SELECT to_regclass('reconcile_queue') IS NOT NULL,"
+	    " (SELECT count(*) FROM information_schema.columns"
 	    " WHERE table_schema = current_schema() AND table_name = 'spied_mail'"
 	    " AND column_name IN ('status', 'attempts', 'last_error',"
-	    " 'next_attempt_at', 'sent_at')");
+	    " 'next_attempt_at', 'sent_at'))");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "postgresMicro: %s", db_error(conn, res));
 		goto out;
 	}
-	rc = strcmp(PQgetvalue(res, 0, 0), "5") == 0;
-	if (!rc)
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		snprintf(err, errlen, "postgresMicro has no reconcile_queue; apply "
+		    "sql/micro.sql (schema version 3 or later) to postgresMicro "
+		    "first");
+		rc = 0;
+	} else if (live && strcmp(PQgetvalue(res, 0, 1), "5") != 0) {
 		snprintf(err, errlen, "spied_mail has no delivery columns; apply "
 		    "sql/micro.sql (schema version 2) to postgresMicro first");
+		rc = 0;
+	} else
+		rc = 1;
 out:
 	err[strcspn(err, "\n")] = '\0';
 	PQclear(res);

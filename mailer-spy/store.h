@@ -40,11 +40,12 @@ typedef void (*store_done_fn)(struct spy_record *rec, enum gc_outcome outcome,
 struct store *store_start(const char *conninfo, size_t max_batch,
     unsigned committers, int live, store_done_fn done, void *arg);
 /*
- * Live mode needs spied_mail's delivery columns (sql/micro.sql version 2).
- * 1: they are there; 0: missing (err says what to run); -1: the database
- * could not be asked (err says why).
+ * Every batch also queues its rows in reconcile_queue (sql/micro.sql
+ * version 3 and later); live mode also needs spied_mail's delivery columns
+ * (version 2). 1: all there; 0: missing (err says what to run); -1: the
+ * database could not be asked (err says why).
  */
-int store_live_schema_ok(const char *conninfo, char *err, size_t errlen);
+int store_schema_ok(const char *conninfo, int live, char *err, size_t errlen);
 void store_submit(struct store *st, struct spy_record *rec);
 size_t store_pending(const struct store *st);
 /* postgresMicro answered a probe: reconnect on the next batch, not after the backoff. */

@@ -1,19 +1,26 @@
-"""reconcile_queue (sql/*.sql version 3): the reconciler finds unconsumed
-rows through a queue kept by triggers, so that a consume touches no index
-of the mail tables and PostgreSQL can update the row in place (HOT).
+"""reconcile_queue (sql/*.sql versions 3 and 4): the reconciler finds
+unconsumed rows through a queue kept by triggers, so that a consume touches
+no index of the mail tables and PostgreSQL can update the row in place
+(HOT). A writer that queues its own rows says so (reconcile_queue.
+caller_keeps) and the triggers stay out: mailer-spy's batches do.
 
 What a user relies on, from outside: consumed_at stays the truth whoever
 writes the tables (services, an operator's UPDATE, a test's INSERT, COPY,
 DELETE, TRUNCATE); an existing version-2 database migrates in place and
-keeps every unconsumed row; a reconciler run consumes mostly in place."""
+keeps every unconsumed row; a reconciler run consumes mostly in place;
+mailer-spy queues what it records, and refuses a database without the
+queue."""
 import io
 import os
 import subprocess
+import threading
 import time
 import unittest
+import uuid
 
 import psycopg2
 
+import harness
 from canary_env import scratch_db
 from harness import MICRO_URL, MONO_URL, TOP
 from reconciler_util import RECONCILER, q
@@ -51,7 +58,19 @@ class Schema(unittest.TestCase):
                 for (d,) in defs:
                     self.assertNotIn("consumed_", d, d)
                 self.assertEqual(q(url, "select max(version) from schema_version"
-                                        " where version < 100")[0][0], 3)
+                                        " where version < 100")[0][0], 4)
+
+    def test_the_insert_trigger_is_per_row_and_steps_aside_for_caller_keeps(self):
+        """Version 4: no transition table (a copy of every inserted row)
+        is built for an INSERT, and a session that queues its own rows can
+        turn the trigger off with caller_keeps."""
+        for side, url, table, _ in TABLES:
+            with self.subTest(side=side):
+                (tgtype, when), = q(url, "select tgtype, pg_get_triggerdef(oid) from"
+                                         " pg_trigger where tgname = %s",
+                                    (f"{table}_queue_insert",))
+                self.assertEqual(tgtype & 1, 1, "a row trigger")
+                self.assertIn("caller_keeps", when)
 
 
 class QueueFollowsEveryWriter(unittest.TestCase):
@@ -129,6 +148,38 @@ class QueueFollowsEveryWriter(unittest.TestCase):
         conn.close()
         self.assertEqual(queue_matches(self, url, table, "caller keeps"), 0)
 
+    def test_an_insert_under_caller_keeps_is_left_to_the_caller(self):
+        """Both sides: with caller_keeps the INSERT trigger queues nothing,
+        so the caller's own queue insert (as mailer-spy's batch does it, in
+        the same statement) is the only one; without it, the trigger
+        queues each row."""
+        for side, _, table, _ in TABLES:
+            url = self.urls[side]
+            with self.subTest(side=side):
+                q(url, f"truncate {table}")
+                conn = psycopg2.connect(url)
+                with conn.cursor() as c:
+                    c.execute("set local reconcile_queue.caller_keeps = on")
+                    c.execute(f"insert into {table} (correlation_id, payroll_id,"
+                              " destination, subject, body) select md5('n' || i)::uuid,"
+                              " %s, 'd', 's', 'b' from generate_series(1, 5) i",
+                              (PAYROLL[url],))
+                    c.execute("select count(*) from reconcile_queue")
+                    self.assertEqual(c.fetchone()[0], 0)
+                    c.execute(f"with ins as (insert into {table} (correlation_id,"
+                              " payroll_id, destination, subject, body) select"
+                              " md5('s' || i)::uuid, %s, 'd', 's', 'b' from"
+                              " generate_series(1, 4) i returning correlation_id)"
+                              " insert into reconcile_queue select correlation_id"
+                              " from ins", (PAYROLL[url],))
+                    c.execute(f"delete from {table} where correlation_id in"
+                              " (select md5('n' || i)::uuid from generate_series(1, 5) i)")
+                conn.commit()
+                conn.close()
+                self.assertEqual(queue_matches(self, url, table, "caller's own insert"), 4)
+                insert(url, table, [f"t{i}" for i in range(3)])
+                self.assertEqual(queue_matches(self, url, table, "trigger's insert"), 7)
+
 
 class MigrationFromVersion2(unittest.TestCase):
     """A database made by the version-2 files (as of git ae4f79a, before
@@ -178,7 +229,7 @@ class MigrationFromVersion2(unittest.TestCase):
                     self.assertEqual(q(u, "select to_regclass(%s)",
                                        (f"{table}_unconsumed",))[0][0], None)
                     self.assertEqual(q(u, "select count(*) from schema_version"
-                                          " where version = 3")[0][0], 1)
+                                          " where version in (3, 4)")[0][0], 2)
         p = subprocess.run([RECONCILER, "run", "--grace", "0"], env=env,
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
@@ -186,6 +237,104 @@ class MigrationFromVersion2(unittest.TestCase):
             self.assertEqual(q(urls[side], f"select count(*) from {table}"
                                            " where consumed_at is null")[0][0], 0)
             self.assertEqual(queue_matches(self, urls[side], table, "run"), 0)
+
+
+class MigrationFromVersion3(unittest.TestCase):
+    """A version-3 database (statement INSERT trigger, git e3e862f) with
+    rows: loading today's file turns the trigger into the row trigger, keeps
+    the queue as it was, and what is written afterwards is queued."""
+
+    V3 = "e3e862f"
+
+    def test_v3_database_migrates_in_place(self):
+        try:
+            old = {f: subprocess.run(["git", "-C", TOP, "show", f"{self.V3}:sql/{f}"],
+                                     check=True, capture_output=True, text=True).stdout
+                   for f in ("mono.sql", "micro.sql")}
+        except subprocess.CalledProcessError:
+            self.skipTest("git history not available")
+        for side, url, table, files in TABLES:
+            with self.subTest(side=side):
+                u = scratch_db(url, f"queue_v3_{side}", [])
+                for f in files:
+                    q(u, old[f] if f in old else
+                      open(os.path.join(TOP, "sql", f)).read())
+                PAYROLL[u] = (q(u, "insert into payroll (ship_to, total) values ('t', 1)"
+                                   " returning id")[0][0] if table == "sent_mail" else 1)
+                self.assertEqual(q(u, "select tgtype & 1 from pg_trigger where tgname = %s",
+                                   (f"{table}_queue_insert",))[0][0], 0)
+                insert(u, table, [f"v{i}" for i in range(30)])
+                insert(u, table, [f"w{i}" for i in range(10)], consumed=True)
+                self.assertEqual(queue_matches(self, u, table, "v3 inserts"), 30)
+                for _ in (1, 2):
+                    q(u, open(os.path.join(TOP, "sql", files[0])).read())
+                    self.assertEqual(q(u, "select tgtype & 1 from pg_trigger where"
+                                          " tgname = %s", (f"{table}_queue_insert",))[0][0], 1)
+                    self.assertEqual(queue_matches(self, u, table, "migration"), 30)
+                self.assertEqual(q(u, "select count(*) from pg_proc where proname = %s",
+                                   (f"{table}_queue_insert",))[0][0], 0)
+                self.assertEqual(q(u, "select array_agg(version order by version) from"
+                                      " schema_version where version < 100")[0][0],
+                                 [1, 2, 3, 4])
+                insert(u, table, [f"x{i}" for i in range(5)])
+                self.assertEqual(queue_matches(self, u, table, "insert after"), 35)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(harness.BIN_DIR, "mailer-spy")),
+                     "mailer-spy not built")
+class SpyQueuesWhatItRecords(unittest.TestCase):
+    def test_the_spy_queues_its_rows_itself_and_once(self):
+        """mailer-spy's batch queues its new rows in its own statement: with
+        the table's INSERT trigger disabled every recorded row is still
+        queued, and a repeated id (200, nothing written) queues nothing."""
+        u = scratch_db(MICRO_URL, "queue_spy", ["micro.sql"])
+        q(u, "alter table spied_mail disable trigger spied_mail_queue_insert")
+        spy = harness.Service("mailer-spy", env={"MICRO_DATABASE_URL": u,
+                                                  "SPY_MODE": "spy"},
+                              log_name="queue-spy").start()
+        self.addCleanup(spy.stop)
+        ids = [str(uuid.UUID(int=0xbeef0000 + i)) for i in range(40)]
+        results = {}
+        lock = threading.Lock()
+
+        def post(cid, n):
+            st, _, body = spy.request("POST", "/notifications", {
+                "correlationId": cid, "payrollId": n, "shipTo": f"Queue User {n}",
+                "total": 12.5})
+            with lock:
+                results.setdefault(cid, []).append(st)
+
+        # Concurrent, so that batches of several rows (and repeats inside a
+        # batch) happen; each id twice.
+        threads = [threading.Thread(target=post, args=(cid, 1 + i % 40))
+                   for i, cid in enumerate(ids + ids)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for cid in ids:
+            self.assertEqual(sorted(results[cid]), [200, 201], cid)
+        self.assertEqual(queue_matches(self, u, "spied_mail", "spy batches"), 40)
+        self.assertEqual(q(u, "select count(*) from spied_mail")[0][0], 40)
+
+    def test_the_spy_refuses_a_database_without_the_queue(self):
+        """A postgresMicro at schema version 2 (no reconcile_queue): the spy
+        does not start, names the file to load, and writes nothing."""
+        u = scratch_db(MICRO_URL, "queue_spy_v2", [])
+        old = subprocess.run(["git", "-C", TOP, "show", "ae4f79a:sql/micro.sql"],
+                             capture_output=True, text=True)
+        if old.returncode != 0:
+            self.skipTest("git history not available")
+        q(u, old.stdout)
+        spy = harness.Service("mailer-spy", env={"MICRO_DATABASE_URL": u,
+                                                  "SPY_MODE": "spy"},
+                              log_name="queue-spy-v2").start(wait=False)
+        self.addCleanup(spy.stop)
+        self.assertEqual(spy.proc.wait(30), 2)
+        spy.log.close()
+        self.assertIn("reconcile_queue", spy.log_text())
+        self.assertIn("sql/micro.sql", spy.log_text())
+        self.assertEqual(q(u, "select count(*) from spied_mail")[0][0], 0)
 
 
 class ConsumesStayOnTheirPage(unittest.TestCase):

@@ -208,7 +208,7 @@ class LiveDelivery(unittest.TestCase):
         harness.execute(self.micro, full)
         harness.execute(self.micro, full)
         self.assertEqual([r[0] for r in harness.query(self.micro, "select version from "
-                                                      "schema_version order by 1")], [1, 2, 3])
+                                                      "schema_version order by 1")], [1, 2, 3, 4])
         # Version 3 queued the row recorded before it for the reconciler.
         self.assertEqual(harness.query(self.micro, "select correlation_id::text from "
                                        "reconcile_queue"), [(old,)])
