@@ -9,7 +9,8 @@
  * of the HTTP ceiling the spy keeps once it stores every notification.
  *
  * It runs the same thread layout as the services' HTTP glue by default
- * (internal epoll, a pool of --threads threads). Not a product: it renders
+ * (a pool of --threads threads) but epoll where the services poll: it never
+ * suspends a connection, and epoll costs it less. Not a product: it renders
  * naively and only for load-testing.
  *
  *   bare_responder [--port N] [--threads N]
