@@ -22,7 +22,7 @@
 
 #include "common/db.h"
 #include "common/log.h"
-#include "common/sql_array.h"
+#include "common/pg_array.h"
 #include "common/util.h"
 
 #define COLS 5
@@ -114,10 +114,10 @@ find_sorted(struct gc_item **items, size_t n, const char *id)
 static int
 insert_rows(PGconn *conn, struct gc_item **items, size_t n)
 {
-	static const uint32_t types[COLS] = { SQL_BIN_UUID, SQL_BIN_INT8,
-	    SQL_BIN_TEXT, SQL_BIN_TEXT, SQL_BIN_TEXT };
+	static const uint32_t types[COLS] = { PG_OID_UUID, PG_OID_INT8,
+	    PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT };
 	static const int formats[COLS] = { 1, 1, 1, 1, 1 };
-	struct sql_binarray a[COLS];
+	struct pg_array a[COLS];
 	const char *params[COLS];
 	int lengths[COLS];
 	PGresult *res = NULL;
@@ -126,23 +126,23 @@ insert_rows(PGconn *conn, struct gc_item **items, size_t n)
 	int rc = -1, j;
 
 	for (j = 0; j < COLS; j++)
-		sql_binarray_init(&a[j], types[j]);
+		pg_array_init(&a[j], types[j]);
 	for (i = 0; i < n; i++) {
 		r = rec_of(items[i]);
 		r->inserted = 0;
-		if (sql_binarray_uuid(&a[0], r->correlation_id) == -1) {
+		if (pg_array_add_uuid(&a[0], r->correlation_id) == -1) {
 			/* validate_object let it through: a bug, not input */
 			log_warnx("correlation id '%s' is not a UUID",
 			    r->correlation_id);
 			goto out;
 		}
-		sql_binarray_int8(&a[1], r->payroll_id);
-		sql_binarray_text(&a[2], r->mail.destination);
-		sql_binarray_text(&a[3], r->mail.subject);
-		sql_binarray_text(&a[4], r->mail.body);
+		pg_array_add_int8(&a[1], r->payroll_id);
+		pg_array_add_text(&a[2], r->mail.destination);
+		pg_array_add_text(&a[3], r->mail.subject);
+		pg_array_add_text(&a[4], r->mail.body);
 	}
 	for (j = 0; j < COLS; j++)
-		params[j] = sql_binarray_done(&a[j], &lengths[j]);
+		params[j] = pg_array_value(&a[j], &lengths[j]);
 	res = PQexecPrepared(conn, INSERT_STMT, COLS, params, lengths,
 	    formats, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -160,7 +160,7 @@ insert_rows(PGconn *conn, struct gc_item **items, size_t n)
 out:
 	PQclear(res);
 	for (j = 0; j < COLS; j++)
-		sql_binarray_free(&a[j]);
+		pg_array_free(&a[j]);
 	return rc;
 }
 

@@ -9,7 +9,6 @@
 
 #include "common/util.h"
 
-#define ARRAY_HEADER 20	/* ndim, flags, oid, dim, lower bound */
 
 /* libpq's messages end in a newline and may span lines ("...\n\tIs the
  * server running...?"): one line, so a log line stays one line. */
@@ -113,15 +112,6 @@ pg_try_lock(PGconn *conn, int32_t k1, int32_t k2, char *err, size_t errlen)
 	return got;
 }
 
-static void
-put32(char *p, uint32_t v)
-{
-	p[0] = (char)(v >> 24);
-	p[1] = (char)(v >> 16);
-	p[2] = (char)(v >> 8);
-	p[3] = (char)v;
-}
-
 uint64_t
 pg_get_u64(const char *p)
 {
@@ -134,68 +124,3 @@ pg_get_u64(const char *p)
 	return v;
 }
 
-void
-pg_array_init(struct pg_array *a, uint32_t elem_oid)
-{
-	memset(a, 0, sizeof(*a));
-	a->oid = elem_oid;
-	a->cap = 4096;
-	a->buf = xmalloc(a->cap);
-	a->len = ARRAY_HEADER;
-}
-
-void
-pg_array_reset(struct pg_array *a)
-{
-	a->len = ARRAY_HEADER;
-	a->n = 0;
-	a->has_null = 0;
-}
-
-void
-pg_array_add(struct pg_array *a, const void *p, int len)
-{
-	size_t need = a->len + 4 + (len > 0 ? (size_t)len : 0);
-
-	if (need > a->cap) {
-		while (a->cap < need)
-			a->cap *= 2;
-		a->buf = xrealloc(a->buf, a->cap);
-	}
-	put32(a->buf + a->len, (uint32_t)len);
-	a->len += 4;
-	if (len > 0) {
-		memcpy(a->buf + a->len, p, (size_t)len);
-		a->len += (size_t)len;
-	}
-	if (len < 0)
-		a->has_null = 1;
-	a->n++;
-}
-
-const char *
-pg_array_value(struct pg_array *a, int *len)
-{
-	if (a->n == 0) {
-		/* An empty array has no dimensions: a 12-byte header. */
-		put32(a->buf + 8, 0);
-		put32(a->buf + 12, 0);
-		put32(a->buf + 16, a->oid);
-		*len = 12;
-		return a->buf + 8;
-	}
-	put32(a->buf, 1);
-	put32(a->buf + 4, (uint32_t)a->has_null);
-	put32(a->buf + 8, a->oid);
-	put32(a->buf + 12, (uint32_t)a->n);
-	put32(a->buf + 16, 1);
-	*len = (int)a->len;
-	return a->buf;
-}
-
-void
-pg_array_free(struct pg_array *a)
-{
-	free(a->buf);
-	memset(a, 0, sizeof(*a));
-}

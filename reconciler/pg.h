@@ -12,9 +12,8 @@
 
 #include <libpq-fe.h>
 
-#define PG_OID_INT8 20
-#define PG_OID_TEXT 25
-#define PG_OID_UUID 2950
+#include "common/pg_array.h"
+
 
 /* A live connection, or NULL with err naming the store (name). */
 PGconn *pg_connect(const char *conninfo, const char *name, char *err,
@@ -34,22 +33,6 @@ int pg_ok(PGconn *conn, PGresult *res, ExecStatusType want, const char *what,
 int pg_command(PGconn *conn, const char *sql, const char *what, char *err,
     size_t errlen);
 
-/* A one-dimensional array in PostgreSQL's binary array format. */
-struct pg_array {
-	char *buf;
-	size_t len, cap;
-	int n;
-	uint32_t oid;
-	int has_null;
-};
-
-void pg_array_init(struct pg_array *a, uint32_t elem_oid);
-void pg_array_reset(struct pg_array *a);
-/* Appends an element of len bytes; len -1 appends NULL. */
-void pg_array_add(struct pg_array *a, const void *p, int len);
-/* The finished parameter value and its length (valid until the next add). */
-const char *pg_array_value(struct pg_array *a, int *len);
-void pg_array_free(struct pg_array *a);
 
 uint64_t pg_get_u64(const char *p);
 
