@@ -181,7 +181,10 @@ class RealParallelTest(unittest.TestCase):
 
     def test_full_queue_drops_and_counts(self):
         n = 10
-        with SlowHTTP(delay=6, answer=canonical) as spy, \
+        # The spy holds each request 15 s: the ten posts must all land while
+        # the first is in flight (with 6 s, a loaded CI machine once took
+        # longer to post them, and the queue had room again).
+        with SlowHTTP(delay=15, answer=canonical) as spy, \
                 Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="20000",
                                                     DISPATCH_QUEUE=1, DISPATCH_INFLIGHT=1),
                         log_name="real-par-full") as svc:
@@ -191,8 +194,8 @@ class RealParallelTest(unittest.TestCase):
             # one in flight, one waiting: the rest overflow (one more may
             # overflow when the dispatcher had not yet taken the first)
             self.assertIn(full, (n - 2, n - 1), "queue_full")
-            wait_for(lambda: len(spy.requests) == n - full, timeout=30, what="the queued ones sent")
-            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == n - full, timeout=30,
+            wait_for(lambda: len(spy.requests) == n - full, timeout=60, what="the queued ones sent")
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == n - full, timeout=60,
                      what="their answers")
             self.assertEqual(metric(svc.port, EXP, 'experiment="mail-render",result="matched"'),
                              n - full)
