@@ -3,6 +3,7 @@ into both databases (no mailer involved), running the real binary, and
 reading back the state that matters (what is consumed, which mismatches)."""
 import json
 import os
+import shutil
 import subprocess
 
 from harness import BIN_DIR, MICRO_URL, MONO_URL, db
@@ -72,6 +73,35 @@ def run(*args, env=None, timeout=300):
                        timeout=timeout)
     # Decoded without newline translation: CSV and bodies keep their CRLF.
     return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def sessions():
+    """The reconciler's sessions on both servers, and what each waits on."""
+    sql = ("select application_name, state, wait_event_type, wait_event,"
+           " left(query, 120) from pg_stat_activity where application_name = 'reconciler'")
+    return "\n".join(f"{name}: {row}" for name, url in (("mono", MONO_URL), ("micro", MICRO_URL))
+                     for row in q(url, sql))
+
+
+def communicate(p, timeout):
+    """p.communicate(timeout); a process still running then is a hang, not
+    a slow run: its threads' stacks (gdb, when installed), its database
+    sessions and what it wrote so far go into the failure, then it is
+    killed."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = sessions() + "\n"
+        if not shutil.which("gdb"):
+            stacks += "(gdb not installed)"
+        else:
+            stacks += subprocess.run(
+                ["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                capture_output=True, text=True, timeout=120).stdout
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"{p.args} still running after {timeout} s; its threads:\n"
+                             f"{stacks}\nits stderr:\n{err}") from None
 
 
 def report_json(run_id=None):

@@ -15,8 +15,8 @@ import uuid
 import psycopg2
 
 from harness import MICRO_URL, MONO_URL, db, free_port
-from reconciler_util import (LOCK_CLASS, RECONCILER, bulk, consumed, insert, q,
-                             report_json, reset, run, state)
+from reconciler_util import (LOCK_CLASS, RECONCILER, bulk, communicate, consumed, insert,
+                             q, report_json, reset, run, state)
 
 BODY = "Hello Ann,\r\n\r\nPayroll 1 shipped to Ann of 320.00.\r\n"
 
@@ -536,7 +536,7 @@ class Safety(unittest.TestCase):
         bulk(MICRO_URL, "spied_mail", self.pid, 40000)
         e = dict(os.environ, MONO_DATABASE_URL=MONO_URL, MICRO_DATABASE_URL=MICRO_URL,
                  RECONCILER_BATCH_ROWS="500")
-        p = subprocess.Popen([RECONCILER, "run", "--grace", "0"], env=e,
+        p = subprocess.Popen([RECONCILER, "run", "--grace", "0", "--log-level", "debug"], env=e,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         while time.time() < deadline and p.poll() is None:
@@ -546,7 +546,7 @@ class Safety(unittest.TestCase):
             time.sleep(0.01)
         q(url, "select pg_terminate_backend(pid) from pg_stat_activity"
           " where application_name = 'reconciler'")
-        out, err = p.communicate(timeout=60)
+        out, err = communicate(p, 180)
         self.assertEqual(p.returncode, 3, err)
         self.assertIn(name, err)
         # Never a false "missing" (nor any mismatch: the data has none).
