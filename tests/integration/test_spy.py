@@ -530,6 +530,55 @@ class SpyGroupCommit(SpyCase):
                          "the twelve were not written in one commit")
 
 
+    def test_a_stored_id_among_new_ones_in_one_commit(self):
+        """Twenty new ids and one already stored land in one batch: its fast
+        INSERT meets the stored id, and the batch is written again, each
+        new row once (201 with its own record, queued for the reconciler)
+        and the stored one answered 200 with its first record."""
+        old = notification(payrollId=50, shipTo="Stored Before", total=5)
+        st, _, first = self.post(old)
+        self.assertEqual(st, 201, first)
+        lock = TableLock(self.dbs.micro)
+        try:
+            posts = Posts(self.svc).start([notification(payrollId=1, shipTo="blocker")])
+            lock.wait_blocked()
+            base = metrics(self.svc)
+            new = [notification(payrollId=600 + i, shipTo=f"New {i}", total=i) for i in range(20)]
+            posts.start(new + [dict(old, shipTo="Someone Else", total=6)])
+            wait_for(lambda: metrics(self.svc).get("group_commit_pending" + MICRO, 0) >= 22, 30,
+                     what="22 notifications waiting for the commit")
+        finally:
+            lock.release()
+        res = posts.join()
+        self.assertTrue(all(r[3] is None for r in res), [r[3] for r in res])
+        by_id = {r[0]["correlationId"]: r for r in res}
+        self.assertEqual(by_id[old["correlationId"]][1:3], (200, first))
+        for n in new:
+            _, st, data, _ = by_id[n["correlationId"]]
+            self.assertEqual(st, 201, data)
+            self.assertEqual(json.loads(data)["body"], spied(self.dbs.micro, n["correlationId"])[3])
+        ids = [n["correlationId"] for n in new] + [old["correlationId"]]
+        self.assertEqual(count(self.dbs.micro, "spied_mail",
+                               "correlation_id = any(%s::uuid[])" % ("array%r" % ids)), 21)
+        self.assertEqual(count(self.dbs.micro, "reconcile_queue",
+                               "correlation_id = any(%s::uuid[])" % ("array%r" % ids)), 21)
+        after = metrics(self.svc)
+        self.assertEqual(after["group_commit_batch_rows_count" + MICRO]
+                         - base["group_commit_batch_rows_count" + MICRO], 2,
+                         "the twenty-one were not written in one commit")
+
+    def test_an_id_queued_without_its_row_is_stored(self):
+        """reconcile_queue already names an id spied_mail has not got (an
+        operator's insert): the notification is still stored and queued."""
+        n = notification(payrollId=51, shipTo="Queued Alone", total=5)
+        harness.query(self.dbs.micro, "insert into reconcile_queue values (%s)",
+                      (n["correlationId"],))
+        st, _, data = self.post(n)
+        self.assertEqual(st, 201, data)
+        self.assertEqual(spied(self.dbs.micro, n["correlationId"])[0], 51)
+        self.assertEqual(count(self.dbs.micro, "reconcile_queue",
+                               f"correlation_id = '{n['correlationId']}'"), 1)
+
     def test_waiting_requests_share_one_commit_and_hold_no_thread(self):
         rows0 = self.rows()
         lock = TableLock(self.dbs.micro)
