@@ -49,6 +49,18 @@ typedef int (*gc_setup_fn)(PGconn *conn, void *arg);
  */
 typedef int (*gc_apply_fn)(PGconn *conn, struct gc_item **items, size_t n,
     void *arg);
+/*
+ * Optional, tried before apply: writes items[0..n) in one statement
+ * outside any transaction, so that the statement's own commit (one round
+ * trip) is the batch's. Returns 0 when that statement committed the whole
+ * batch; 1 when it wrote nothing and the batch goes the usual way (BEGIN,
+ * apply, COMMIT); -1 when it failed. A batch whose connection was lost is
+ * tried once more on a fresh one, commit_one first, even though the lost
+ * statement may have committed: commit_one and apply must then find the
+ * rows already there rather than write them twice. May reorder items[].
+ */
+typedef int (*gc_commit_one_fn)(PGconn *conn, struct gc_item **items,
+    size_t n, void *arg);
 /* Called on a committer thread once the batch is settled; must not block. */
 typedef void (*gc_done_fn)(struct gc_item *item, enum gc_outcome outcome,
     void *arg);
@@ -59,6 +71,7 @@ struct gc_config {
 	size_t max_batch;	/* items per transaction at most; 0 means 256 */
 	unsigned committers;	/* threads, each with a connection; 0 means 1 */
 	gc_setup_fn setup;	/* optional */
+	gc_commit_one_fn commit_one;	/* optional */
 	gc_apply_fn apply;
 	gc_done_fn done;
 	void *arg;		/* passed to setup, apply and done */

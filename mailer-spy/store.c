@@ -1,18 +1,23 @@
 /*
- * store: see store.h. A batch is written in one of two ways, both in the
- * committer's transaction:
+ * store: see store.h. A batch is written in one of two ways:
  *
- * - the fast path, for a batch of ids that are all new (the usual case):
+ * - the fast path, for a batch of ids that are all new (the usual case),
+ *   one statement outside any transaction, which commits itself (one
+ *   round trip to the server instead of three: BEGIN, the INSERT, COMMIT):
  *     WITH ins AS (INSERT ... SELECT * FROM unnest(five arrays)
  *       RETURNING correlation_id) INSERT INTO reconcile_queue SELECT ins
  *   plain INSERTs, each index entry found and written in one descent;
  * - the careful path, when the batch repeats an id, or the fast path met
- *   an id already stored (unique_violation: that transaction is rolled
- *   back, nothing of it was written, and a new one begins):
+ *   an id already stored (unique_violation: nothing of it was written),
+ *   in a transaction of the committer's:
  *     WITH ins AS (INSERT ... ON CONFLICT (correlation_id) DO NOTHING
  *       RETURNING correlation_id) (the new ids into reconcile_queue)
  *     SELECT the new ids
  *   then one SELECT of the stored rows for the ids not inserted.
+ *
+ * A batch whose connection was lost is tried again (group_commit.h): if
+ * the lost fast INSERT had committed, the second try meets its ids and
+ * answers them the careful way, with the rows stored.
  *
  * ON CONFLICT costs a speculative insertion per row: a lookup in each
  * unique index before the insert, a speculative lock and a second descent
@@ -336,39 +341,30 @@ repeats(struct gc_item **items, size_t n)
 	return 0;
 }
 
-/* Rolls the aborted transaction back and opens the next: 0 or -1. */
+/* The fast path (gc_commit_one_fn): outside a transaction, the INSERT
+ * commits itself. 1 (the careful path) for repeats or a stored id. */
 static int
-restart(PGconn *conn)
-{
-	static const char *const sql[2] = { "ROLLBACK", "BEGIN" };
-	PGresult *res;
-	int i, ok = 1;
-
-	for (i = 0; i < 2 && ok; i++) {
-		res = PQexec(conn, sql[i]);
-		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (!ok)
-			log_warnx("%s: %s", sql[i], db_error(conn, res));
-		PQclear(res);
-	}
-	return ok ? 0 : -1;
-}
-
-static int
-apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
+commit_one(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 {
 	int rc;
 
 	(void)arg;
 	sort_by_id(items, n);
-	if (!repeats(items, n)) {
-		if ((rc = insert_rows(conn, items, n, 1)) != 1)
-			return rc;
+	if (repeats(items, n))
+		return 1;
+	rc = insert_rows(conn, items, n, 1);
+	if (rc == 1)
 		log_debug("batch of %zu: an id is already stored, written "
 		    "again with ON CONFLICT", n);
-		if (restart(conn) == -1)
-			return -1;
-	}
+	return rc;
+}
+
+/* The careful path (gc_apply_fn), in the committer's transaction. */
+static int
+apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
+{
+	(void)arg;
+	sort_by_id(items, n);
 	if (insert_rows(conn, items, n, 0) == -1)
 		return -1;
 	return fetch_first(conn, items, n);
@@ -398,6 +394,7 @@ store_start(const char *conninfo, size_t max_batch, unsigned committers,
 	cfg.max_batch = max_batch;
 	cfg.committers = committers;
 	cfg.setup = setup;
+	cfg.commit_one = commit_one;
 	cfg.apply = apply;
 	cfg.done = done;
 	cfg.arg = st;
