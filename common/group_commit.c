@@ -100,7 +100,8 @@ attempt(struct committer *c, struct gc_item **items, size_t n,
 		default:
 			/* Retried like a batch that never reached COMMIT:
 			 * commit_one finds what a first try committed. */
-			snprintf(err, sizeof(err), "%s", PQerrorMessage(conn));
+			snprintf(err, sizeof(err), "commit_one: %s",
+			    PQerrorMessage(conn));
 			goto fail;
 		}
 	}

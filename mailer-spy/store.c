@@ -93,7 +93,19 @@ static const char insert_fast_sql[] =
 static const char insert_fast_live_sql[] =
     "WITH ins AS (" MAIL_COLS LIVE_COLS QUEUE_ALL_ROWS;
 
-/* Each committer connection prepares the INSERT once (gc_setup_fn). */
+static int
+prepare(PGconn *conn, const char *name, const char *sql)
+{
+	PGresult *res = PQprepare(conn, name, sql, COLS, NULL);
+	int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		log_warnx("prepare %s: %s", name, db_error(conn, res));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+/* Each committer connection prepares both INSERTs once (gc_setup_fn). */
 static int
 setup(PGconn *conn, void *arg)
 {
@@ -107,23 +119,11 @@ setup(PGconn *conn, void *arg)
 		log_warnx("set reconcile_queue.caller_keeps: %s",
 		    db_error(conn, res));
 	PQclear(res);
-	if (!ok)
+	if (!ok || prepare(conn, INSERT_STMT, st->live ? insert_live_sql :
+	    insert_sql) == -1)
 		return -1;
-	res = PQprepare(conn, INSERT_STMT, st->live ? insert_live_sql :
-	    insert_sql, COLS, NULL);
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_warnx("prepare spied_mail insert: %s", db_error(conn, res));
-	PQclear(res);
-	if (!ok)
-		return -1;
-	res = PQprepare(conn, INSERT_FAST_STMT, st->live ?
-	    insert_fast_live_sql : insert_fast_sql, COLS, NULL);
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_warnx("prepare spied_mail insert: %s", db_error(conn, res));
-	PQclear(res);
-	return ok ? 0 : -1;
+	return prepare(conn, INSERT_FAST_STMT, st->live ?
+	    insert_fast_live_sql : insert_fast_sql);
 }
 
 /* The first item of the sorted batch with this id, or NULL. */
@@ -144,14 +144,13 @@ find_sorted(struct gc_item **items, size_t n, const char *id)
 	return NULL;
 }
 
-/* items are sorted by correlation id (sort_by_id). The five arrays go in
- * PostgreSQL's binary format: the server copies each element where it would
- * parse a literal (quotes and escapes through every body), and the spy
- * builds them without escaping. */
 /*
- * Writes the batch (sorted by id) by the fast path or the careful one.
- * 0 written; 1 the fast path met an id already stored (nothing written,
- * the transaction is aborted); -1 failed.
+ * Writes the batch (sorted by id, sort_by_id) by the fast path or the
+ * careful one. 0 written; 1 the fast path met an id already stored (its
+ * statement wrote nothing); -1 failed. The five arrays go in PostgreSQL's
+ * binary format: the server copies each element where it would parse a
+ * literal (quotes and escapes through every body), and the spy builds
+ * them without escaping.
  */
 static int
 insert_rows(PGconn *conn, struct gc_item **items, size_t n, int fast)

@@ -9,7 +9,6 @@
 
 #include "common/util.h"
 
-
 /* libpq's messages end in a newline and may span lines ("...\n\tIs the
  * server running...?"): one line, so a log line stays one line. */
 static void
@@ -123,4 +122,3 @@ pg_get_u64(const char *p)
 		v = v << 8 | u[i];
 	return v;
 }
-

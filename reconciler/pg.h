@@ -14,7 +14,6 @@
 
 #include "common/pg_array.h"
 
-
 /* A live connection, or NULL with err naming the store (name). */
 PGconn *pg_connect(const char *conninfo, const char *name, char *err,
     size_t errlen);
@@ -32,7 +31,6 @@ int pg_ok(PGconn *conn, PGresult *res, ExecStatusType want, const char *what,
 /* Runs a command without parameters; 0 or -1 (err). */
 int pg_command(PGconn *conn, const char *sql, const char *what, char *err,
     size_t errlen);
-
 
 uint64_t pg_get_u64(const char *p);
 
