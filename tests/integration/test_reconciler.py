@@ -545,7 +545,7 @@ class Safety(unittest.TestCase):
                 break
             time.sleep(0.01)
         q(url, "select pg_terminate_backend(pid) from pg_stat_activity"
-          " where application_name = 'reconciler'")
+          " where application_name = 'reconciler' and datname = current_database()")
         out, err = communicate(p, 180)
         self.assertEqual(p.returncode, 3, err)
         self.assertIn(name, err)
