@@ -38,6 +38,7 @@ struct mono_config {
 	const char *mail_from;
 	const char *mail_domain;
 	const char *notifier;
+	const char *canary_path;
 	const char *spy_url;
 	const char *spy_token;
 	long percent;
@@ -73,6 +74,7 @@ static const struct config_option options[] = {
 	{ "MAIL_FROM", "mail-from", 0, CONFIG_STRING, "payroll@example.com", "sender address", 0, 0, NULL, O(mail_from) },
 	{ "MAIL_DOMAIN", "mail-domain", 0, CONFIG_STRING, "example.com", "domain for names and Message-Ids", 0, 0, NULL, O(mail_domain) },
 	{ "NOTIFIER", "notifier", 0, CONFIG_CHOICE, "parallel", "smtp|parallel|remote", 0, 0, "smtp|parallel|remote", O(notifier) },
+	{ "CANARY_PATH", "canary-path", 0, CONFIG_CHOICE, NULL, "old|new, as GET /inventory names it (default: from NOTIFIER)", 0, 0, "old|new", O(canary_path) },
 	{ "SPY_URL", "spy-url", 0, CONFIG_STRING, "http://localhost:8081", "mailer-spy base URL", 0, 0, NULL, O(spy_url) },
 	{ "SPY_TOKEN", "spy-token", 0, CONFIG_STRING, NULL, "bearer token for mailer-spy", 0, 0, NULL, O(spy_token) },
 	{ "PARALLEL_RUN_PERCENT", "parallel-run-percent", 0, CONFIG_INT, "100", "share of payrolls sent to the spy", 0, 100, NULL, O(percent) },
@@ -151,6 +153,12 @@ main(int argc, char **argv)
 	api.outbox.mail_domain = cfg.mail_domain;
 	api.outbox.initial_status = remote ? "delegated" : "pending";
 	api.conninfo = cfg.database_url;
+	api.version = VERSION;
+	api.notifier = cfg.notifier;
+	if (cfg.canary_path != NULL)
+		api.canary_path = cfg.canary_path;
+	else
+		api.canary_path = remote ? "new" : "old";
 
 	if (!remote) {
 		struct delivery_config dc = {

@@ -428,6 +428,18 @@ payroll_readyz(struct http_request *req, void *arg)
 	http_reply_readyz(req, "postgresMono", api->conninfo);
 }
 
+/* The seed's `curl payment.service/inventory`: which canary path (and
+ * which build) answered, without a database round trip. */
+static void
+payroll_inventory(struct http_request *req, void *arg)
+{
+	struct payroll_api *api = arg;
+
+	http_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:s}",
+	    "service", "mailer-real", "path", api->canary_path,
+	    "notifier", api->notifier, "version", api->version));
+}
+
 const struct http_route payroll_routes[] = {
 	{ .method = "POST", .path = "/payroll", .flags = HTTP_ROUTE_JSON,
 	  .handler = payroll_create, .name = "payroll_create" },
@@ -435,6 +447,8 @@ const struct http_route payroll_routes[] = {
 	  .name = "payroll_list" },
 	{ .method = "GET", .path = "/payroll/", .flags = HTTP_ROUTE_PREFIX,
 	  .handler = payroll_get, .name = "payroll_get" },
+	{ .method = "GET", .path = "/inventory", .handler = payroll_inventory,
+	  .name = "inventory" },
 	{ .method = "GET", .path = "/healthz", .handler = http_handle_healthz,
 	  .name = "healthz" },
 	{ .method = "GET", .path = "/readyz", .handler = payroll_readyz,

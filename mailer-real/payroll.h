@@ -7,6 +7,8 @@
  *   GET  /payroll/{id}     the payroll and its notification's state
  *   GET  /payroll?limit=&after=   keyset pages by id, with a next cursor
  *   GET  /readyz           postgresMono answers
+ *   GET  /inventory        which build and canary path answered (service,
+ *                          path old|new, notifier, version)
  *
  * After a commit the delivery workers are woken (unless NOTIFIER=remote)
  * and the payroll is offered to the Parallel Run dispatcher (unless
@@ -29,6 +31,9 @@ struct payroll_api {
 	/* first member: group_commit passes this pointer to outbox_apply */
 	struct outbox_config outbox;
 	const char *conninfo;
+	const char *version;		/* for GET /inventory */
+	const char *notifier;		/* NOTIFIER */
+	const char *canary_path;	/* "old" or "new" */
 	struct group_commit *gc;
 	struct delivery *delivery;	/* NULL with NOTIFIER=remote */
 	struct dispatch *dispatch;	/* NULL with NOTIFIER=smtp */
