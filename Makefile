@@ -17,39 +17,57 @@
 BUILD    ?= build
 BIN       = $(BUILD)/bin
 CC       ?= cc
-PKGS     := libpq libmicrohttpd jansson uuid libcurl libesmtp-1.0 openssl libgit2
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Every library any program uses, by pkg-config name. Compiling sees all
+# their headers; linking is per program: each build.mk names the libraries
+# its program calls (e.g. RECONCILER_PKGS), and adding one is one line there.
+ALL_PKGS := libpq libmicrohttpd jansson uuid libcurl libesmtp-1.0 libssl \
+            libcrypto libgit2
+PKG_CFLAGS := $(shell pkg-config --cflags $(ALL_PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c17 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
             -I. $(PKG_CFLAGS) -pthread -MMD -MP
-LDLIBS   = $(PKG_LIBS) -pthread -lm $(EXTRA_LDFLAGS)
+LDLIBS   = -pthread -lm $(EXTRA_LDFLAGS)
+
+# $(call pkg_libs,PKGS): the linker flags of those pkg-config packages.
+pkg_libs = $(if $(strip $(1)),$(shell pkg-config --libs $(1)))
+# $(call common,log util ...): those common/ modules' objects.
+common = $(addprefix $(BUILD)/common/,$(addsuffix .o,$(1)))
 
 PROGRAMS :=
 UNIT_TESTS :=
-
-COMMON_OBJS := common/log.o common/util.o common/config.o common/strbuf.o
+LINKED :=
 
 include common/build.mk
-COMMON_O := $(addprefix $(BUILD)/,$(COMMON_OBJS))
 
-# $(call unit_test,NAME,OBJECTS): build/tests/NAME from tests/unit/NAME.c,
-# linked with OBJECTS (paths under $(BUILD)), the common modules and cmocka.
-define unit_test
-UNIT_TESTS += $$(BUILD)/tests/$(1)
-$$(BUILD)/tests/$(1): $$(BUILD)/tests/unit/$(1).o $(2) $$(COMMON_O)
+# $(call link,TARGET,OBJECTS,PKGS): TARGET linked from exactly OBJECTS and
+# the libraries of PKGS. --as-needed keeps a library the objects never call
+# out of the binary's NEEDED list, and the linker fails on a call to one not
+# listed; `make print-linkage` shows each binary's lists, which
+# tests/integration/test_linkage.py holds against `readelf -d` and `nm`.
+define link
+LINKED += $(1)
+LINK_OBJS.$(1) := $(2)
+LINK_PKGS.$(1) := $(3)
+$(1): $(2) $$(filter Makefile %.mk,$$(MAKEFILE_LIST))
 	@mkdir -p $$(dir $$@)
-	$$(CC) -o $$@ $$^ $$(LDLIBS) -lcmocka
+	$$(CC) -Wl,--as-needed -o $$@ $(2) $$(call pkg_libs,$(3)) $$(LDLIBS)
 endef
 
-# $(call program,NAME,OBJECTS): build/bin/NAME
+# $(call unit_test,NAME,OBJECTS,PKGS): build/tests/NAME from tests/unit/NAME.c,
+# linked with OBJECTS (paths under $(BUILD), common modules through
+# $(call common,...)), the libraries of PKGS and cmocka.
+define unit_test
+UNIT_TESTS += $$(BUILD)/tests/$(1)
+$$(eval $$(call link,$$(BUILD)/tests/$(1),$$(BUILD)/tests/unit/$(1).o $(2),$(3) cmocka))
+endef
+
+# $(call program,NAME,OBJECTS,PKGS): build/bin/NAME from OBJECTS (its main.o
+# first) and the libraries of PKGS.
 define program
 PROGRAMS += $$(BIN)/$(1)
-$$(BIN)/$(1): $(2) $$(COMMON_O)
-	@mkdir -p $$(dir $$@)
-	$$(CC) -o $$@ $$^ $$(LDLIBS)
+$$(eval $$(call link,$$(BIN)/$(1),$(2),$(3)))
 endef
 
 -include mailer-spy/build.mk
@@ -59,8 +77,13 @@ endef
 -include bench/build.mk
 -include tests/fuzz/build.mk
 
-.PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop clean
+.PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop clean \
+	print-linkage
 all: $(PROGRAMS) $(UNIT_TESTS)
+
+# One line per linked binary: path|objects|pkg-config packages.
+print-linkage:
+	@:$(foreach b,$(LINKED),$(info $(b)|$(strip $(LINK_OBJS.$(b)))|$(strip $(LINK_PKGS.$(b)))))
 
 # Installs missing Debian packages (a no-op when all are there), so that
 # `make test` and `make demo` work on a fresh machine.

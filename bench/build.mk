@@ -5,10 +5,6 @@
 BENCH_TOOLS := $(BUILD)/bench/bare_responder $(BUILD)/bench/loadgen
 PROGRAMS += $(BENCH_TOOLS)
 
-$(BUILD)/bench/bare_responder: $(BUILD)/bench/bare_responder.o
-	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
-	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS)
+$(eval $(call link,$(BUILD)/bench/bare_responder,$(BUILD)/bench/bare_responder.o, \
+	libmicrohttpd jansson))
+$(eval $(call link,$(BUILD)/bench/loadgen,$(BUILD)/bench/loadgen.o,))

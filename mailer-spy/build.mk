@@ -1,5 +1,11 @@
 # mailer-spy: the microservice (own renderer, group-committed store).
-MAILER_SPY_OBJS := $(addprefix $(BUILD)/mailer-spy/,render.o store.o handlers.o)
+MAILER_SPY_OBJS := $(addprefix $(BUILD)/mailer-spy/,main.o render.o store.o \
+	handlers.o) \
+	$(call common,log util config strbuf ids metrics db group_commit http \
+	validate smtp_send sql_array pg_array delivery)
+MAILER_SPY_PKGS := libpq libmicrohttpd jansson uuid libesmtp-1.0 libssl \
+	libcrypto
 
-$(eval $(call program,mailer-spy,$(BUILD)/mailer-spy/main.o $(MAILER_SPY_OBJS)))
-$(eval $(call unit_test,test_spy_render,$(BUILD)/mailer-spy/render.o))
+$(eval $(call program,mailer-spy,$(MAILER_SPY_OBJS),$(MAILER_SPY_PKGS)))
+$(eval $(call unit_test,test_spy_render,$(BUILD)/mailer-spy/render.o \
+	$(call common,log util strbuf)))

@@ -1,10 +1,17 @@
 # reconciler: the batch job comparing postgresMono with postgresMicro.
-RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/, cli.o copy_stream.o \
-	escape.o mark.o merge.o pg.o report.o report_csv.o report_html.o \
-	report_json.o report_text.o rules.o run.o runstore.o shard.o spool.o)
+RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o cli.o \
+	copy_stream.o escape.o mark.o merge.o pg.o report.o report_csv.o \
+	report_html.o report_json.o report_text.o rules.o run.o runstore.o \
+	shard.o spool.o) \
+	$(call common,log util config strbuf pg_array)
+RECONCILER_PKGS := libpq jansson libgit2
 
-$(eval $(call program,reconciler,$(BUILD)/reconciler/main.o $(RECONCILER_OBJS)))
+$(eval $(call program,reconciler,$(RECONCILER_OBJS),$(RECONCILER_PKGS)))
 
-$(eval $(call unit_test,test_reconciler_merge,$(addprefix $(BUILD)/reconciler/, merge.o rules.o shard.o)))
-$(eval $(call unit_test,test_reconciler_rules,$(BUILD)/reconciler/rules.o))
-$(eval $(call unit_test,test_reconciler_report,$(addprefix $(BUILD)/reconciler/, escape.o report.o report_csv.o report_html.o report_json.o report_text.o rules.o)))
+$(eval $(call unit_test,test_reconciler_merge,$(addprefix $(BUILD)/reconciler/, \
+	merge.o rules.o shard.o) $(call common,log util strbuf)))
+$(eval $(call unit_test,test_reconciler_rules,$(BUILD)/reconciler/rules.o \
+	$(call common,log util strbuf)))
+$(eval $(call unit_test,test_reconciler_report,$(addprefix $(BUILD)/reconciler/, \
+	escape.o report.o report_csv.o report_html.o report_json.o report_text.o) \
+	$(call common,log util strbuf),jansson libgit2))

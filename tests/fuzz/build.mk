@@ -10,9 +10,9 @@
 #                     (FUZZ_SMOKE_TIME, default 5 s); part of `make test`
 #                     through tests/integration/test_hostile_fuzz.py
 #
-# A target is declared with $(call fuzz_target,NAME,SOURCES): NAME.c in
+# A target is declared with $(call fuzz_target,NAME,SOURCES,PKGS): NAME.c in
 # tests/fuzz, SOURCES the project .c files it links (common/log.c, common/strbuf.c and
-# common/util.c are always added). A target whose sources are not there yet
+# common/util.c are always added), PKGS the pkg-config packages they call. A target whose sources are not there yet
 # is left out, so the list can name modules still being written.
 
 FUZZ_CC     ?= clang
@@ -35,19 +35,20 @@ FUZZ_TARGETS += $(1)
 $$(FUZZ_BUILD)/bin/$(1): $$(FUZZ_BUILD)/obj/tests/fuzz/$(1).o \
     $$(patsubst %.c,$$(FUZZ_BUILD)/obj/%.o,$(2) common/log.c common/util.c common/strbuf.c)
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -o $$@ $$^ $$(PKG_LIBS) -pthread -lm
+	$$(FUZZ_CC) $$(FUZZ_SAN) -fsanitize=fuzzer -Wl,--as-needed -o $$@ $$^ \
+	    $$(call pkg_libs,$(3)) -pthread -lm
 endif
 endef
 
 # The parsers that take untrusted input (names in docs/RELIABILITY.md).
-$(eval $(call fuzz_target,fuzz_validate,common/validate.c common/ids.c))
+$(eval $(call fuzz_target,fuzz_validate,common/validate.c common/ids.c,jansson uuid))
 $(eval $(call fuzz_target,fuzz_legacy_render,mailer-real/legacy_render.c))
-$(eval $(call fuzz_target,fuzz_smtp_message,common/smtp_send.c))
+$(eval $(call fuzz_target,fuzz_smtp_message,common/smtp_send.c,libesmtp-1.0 libssl libcrypto))
 $(eval $(call fuzz_target,fuzz_spy_render,mailer-spy/render.c mailer-real/legacy_render.c))
 $(eval $(call fuzz_target,fuzz_reconciler_rules,reconciler/rules.c))
 $(eval $(call fuzz_target,fuzz_reconciler_report,reconciler/escape.c reconciler/report.c \
     reconciler/report_csv.c reconciler/report_html.c reconciler/report_json.c \
-    reconciler/report_text.c reconciler/rules.c))
+    reconciler/report_text.c reconciler/rules.c,jansson libgit2))
 
 .PHONY: fuzz-build fuzz fuzz-smoke
 fuzz-build: $(addprefix $(FUZZ_BUILD)/bin/,$(FUZZ_TARGETS))

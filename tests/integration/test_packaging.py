@@ -118,7 +118,7 @@ class Dockerfile(unittest.TestCase):
         self.assertNotIn(user, ("root", "0"))
 
     def test_build_mode_has_every_library_the_makefile_links(self):
-        m = re.search(r"^PKGS\s*:=\s*(.*)$", read("Makefile"), re.M)
+        m = re.search(r"^ALL_PKGS\s*:=\s*(.*)$", read("Makefile").replace("\\\n", " "), re.M)
         lists = deps_lists()
         for pc in m.group(1).split():
             d = subprocess.run(["pkg-config", "--variable=pcfiledir", pc],
