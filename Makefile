@@ -9,6 +9,8 @@
 #   make fuzz       every libFuzzer target for FUZZ_TIME seconds (fuzz-smoke: briefly)
 #   make bench      benchmarks with their baselines (see docs/BENCHMARKS.md)
 #   make demo       the whole story on this machine (see README.md)
+#   make install    programs, manual pages, sql/ and contrib/ under
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 #   make clean
 #
 # Each program lists its objects in its own build.mk; this file holds the
@@ -77,7 +79,7 @@ endef
 -include bench/build.mk
 -include tests/fuzz/build.mk
 
-.PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop clean \
+.PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop install clean \
 	print-linkage
 all: $(PROGRAMS) $(UNIT_TESTS)
 
@@ -140,6 +142,34 @@ bench: deps
 bench-scale: deps
 	$(MAKE) all
 	bench/run --scale
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the three programs, their
+# manual pages (man/, mdoc), the schemas and contrib/ (the systemd units go
+# where systemd looks under PREFIX, their paths rewritten to BINDIR; the
+# cron file and the environment file example stay in DATADIR/contrib).
+# Nothing is enabled or started: docs/RECONCILER.md says how.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/parallel-run
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+INSTALL_BINS  := $(BIN)/mailer-real $(BIN)/mailer-spy $(BIN)/reconciler
+INSTALL_MAN   := man/mailer-real.8 man/mailer-spy.8 man/reconciler.8
+INSTALL_UNITS := $(wildcard contrib/*.service contrib/*.timer)
+
+install: $(INSTALL_BINS)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/contrib $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(INSTALL_BINS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(INSTALL_MAN) $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	for f in $(INSTALL_UNITS) contrib/reconciler.cron; do \
+	    case $$f in *.cron) d=$(DESTDIR)$(DATADIR)/contrib ;; *) d=$(DESTDIR)$(UNITDIR) ;; esac; \
+	    sed 's|/usr/local/bin|$(BINDIR)|g' $$f >$$d/$${f##*/}.tmp && \
+	    chmod 644 $$d/$${f##*/}.tmp && mv -f $$d/$${f##*/}.tmp $$d/$${f##*/} || exit 1; \
+	done
+	$(INSTALL) -m 644 contrib/reconciler.env $(DESTDIR)$(DATADIR)/contrib/
 
 clean:
 	rm -rf build
