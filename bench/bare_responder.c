@@ -13,7 +13,14 @@
  * suspends a connection, and epoll costs it less. Not a product: it renders
  * naively and only for load-testing.
  *
- *   bare_responder [--port N] [--threads N]
+ * It also stands for the spy in mailer-real's benchmark, where only
+ * mailer-real's own work should differ between NOTIFIER=smtp and parallel,
+ * and for the failing spies of that benchmark's keep-cases: --status 500
+ * answers every notification 500 (after reading it), --delay-ms 1000 answers
+ * each one a second late (then one thread per connection sleeps, so a slow
+ * answer holds no other connection up).
+ *
+ *   bare_responder [--port N] [--threads N] [--status S] [--delay-ms MS]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -41,6 +49,8 @@ struct req {
 
 static atomic_uint_fast64_t next_request_id;
 static volatile sig_atomic_t stop;
+static unsigned fail_status;	/* 0: answer 201 */
+static unsigned long delay_ms;
 
 static void
 on_signal(int sig)
@@ -182,6 +192,14 @@ handler(void *cls, struct MHD_Connection *c, const char *url,
 	}
 	if (rq->too_big)
 		return error(c, 413, "body too large", NULL);
+	if (delay_ms > 0) {
+		struct timespec ts = { .tv_sec = (time_t)(delay_ms / 1000),
+		    .tv_nsec = (long)(delay_ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	if (fail_status != 0)
+		return error(c, fail_status, "failing on purpose (--status)", NULL);
 	return notify(c, rq);
 }
 
@@ -204,9 +222,11 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: bare_responder [--port N] [--threads N]\n"
+	fprintf(stderr, "usage: bare_responder [--port N] [--threads N] "
+	    "[--status S] [--delay-ms MS]\n"
 	    "  answers POST /notifications with 201 and mailer-spy's JSON,\n"
-	    "  touching no database (benchmark baseline)\n");
+	    "  touching no database (benchmark baseline); --status answers S\n"
+	    "  instead, --delay-ms answers each request that much later\n");
 	exit(2);
 }
 
@@ -216,16 +236,19 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "status", required_argument, NULL, 's' },
+		{ "delay-ms", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct MHD_Daemon *d;
 	struct sockaddr_in sin;
-	unsigned long port = 8081, threads = 2;
+	unsigned long port = 8081, threads = 2, v;
+	unsigned flags;
 	char *end;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "p:t:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "p:t:s:D:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
 			errno = 0;
@@ -243,6 +266,23 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 's':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 200 || v > 599) {
+				fprintf(stderr, "bare_responder: bad --status '%s'\n", optarg);
+				return 2;
+			}
+			fail_status = (unsigned)v;
+			break;
+		case 'D':
+			errno = 0;
+			delay_ms = strtoul(optarg, &end, 10);
+			if (errno || *end || delay_ms > 600000) {
+				fprintf(stderr, "bare_responder: bad --delay-ms '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		default:
 			usage();
 		}
@@ -256,20 +296,34 @@ main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, handler, NULL,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-	    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-	    MHD_OPTION_END);
+	if (delay_ms > 0) {
+		/* a sleeping handler must hold up its own connection only */
+		flags = MHD_USE_INTERNAL_POLLING_THREAD |
+		    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+		d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler,
+		    NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		    MHD_OPTION_END);
+	} else {
+		flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+		    MHD_USE_ERROR_LOG;
+		d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler,
+		    NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		    MHD_OPTION_END);
+	}
 	if (d == NULL) {
 		fprintf(stderr, "bare_responder: cannot listen on port %lu\n", port);
 		return 1;
 	}
-	fprintf(stderr, "bare_responder: listening on 127.0.0.1:%lu, %lu threads\n",
-	    port, threads);
+	fprintf(stderr, "bare_responder: listening on 127.0.0.1:%lu, %lu threads, "
+	    "status %u, delay %lu ms\n", port, threads,
+	    fail_status ? fail_status : 201, delay_ms);
 	while (!stop)
 		pause();
 	MHD_stop_daemon(d);

@@ -49,6 +49,7 @@ struct group_commit {
 	gc_commit_one_fn commit_one;
 	gc_apply_fn apply;
 	gc_done_fn done;
+	gc_batch_done_fn batch_done;
 	void *arg;
 	struct metric *m_batch, *m_commit, *m_pending, *m_busy, *m_outcome[3];
 	unsigned ncommitters;
@@ -152,6 +153,8 @@ run_batch(struct committer *c, struct gc_item **items, size_t n)
 		metrics_add(gc->m_pending, -1);
 		gc->done(items[i], out, gc->arg);
 	}
+	if (gc->batch_done != NULL)
+		gc->batch_done(gc->arg);
 }
 
 static void *
@@ -209,6 +212,7 @@ group_commit_start(const struct gc_config *cfg)
 	gc->commit_one = cfg->commit_one;
 	gc->apply = cfg->apply;
 	gc->done = cfg->done;
+	gc->batch_done = cfg->batch_done;
 	gc->arg = cfg->arg;
 	snprintf(labels, sizeof(labels), "db=\"%s\"", gc->name);
 	gc->m_batch = metrics_histogram("group_commit_batch_rows",

@@ -65,6 +65,9 @@ typedef int (*gc_commit_one_fn)(PGconn *conn, struct gc_item **items,
 typedef void (*gc_done_fn)(struct gc_item *item, enum gc_outcome outcome,
     void *arg);
 
+/* Called on the committer thread after the done() of every item of a batch. */
+typedef void (*gc_batch_done_fn)(void *arg);
+
 struct gc_config {
 	const char *conninfo;
 	const char *name;	/* for messages and metric labels ("postgresMicro") */
@@ -74,7 +77,8 @@ struct gc_config {
 	gc_commit_one_fn commit_one;	/* optional */
 	gc_apply_fn apply;
 	gc_done_fn done;
-	void *arg;		/* passed to setup, apply and done */
+	gc_batch_done_fn batch_done;	/* optional */
+	void *arg;		/* passed to setup, apply, done and batch_done */
 };
 
 struct group_commit *group_commit_start(const struct gc_config *cfg);

@@ -3,11 +3,22 @@
  * request path only takes a mutex to push onto the queue; everything that
  * waits (connections, the spy's answer, JSON parsing, the experiment)
  * happens on the dispatcher thread.
+ *
+ * Keeping it off the request path takes more than a queue: on a machine
+ * with few cores the dispatcher's wake-up, its sends and the spy's answer
+ * compete for a core with the HTTP thread that is about to write a 201.
+ * So the committer pushes a whole batch and wakes the dispatcher once,
+ * after every answer of the batch was resumed (dispatch_push, then
+ * dispatch_kick), and only when it sleeps; and in a Parallel Run the
+ * dispatcher runs as SCHED_IDLE, which any other thread preempts at once,
+ * until its queue is half full (docs/BENCHMARKS.md has the measurements).
  */
+#define _GNU_SOURCE	/* SCHED_IDLE */
 #include "dispatch.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +75,12 @@ struct dispatch {
 	struct job **queue;
 	size_t head, count;
 	int stopping;
+	int sleeping;		/* in curl_multi_poll with room to start jobs */
+	int idle_class;		/* running as SCHED_IDLE now */
+	double queue_full_logged;	/* when "queue full" was last logged */
+	unsigned long queue_full_quiet;	/* drops since, not logged */
+	double failure_logged;	/* the same for failed hand-offs */
+	unsigned long failure_quiet;
 	pthread_t thread;
 	CURLM *multi;
 	unsigned inflight;
@@ -316,6 +333,54 @@ done:
 	return o;
 }
 
+/*
+ * A dead or failing spy fails every hand-off: one line a second (with how
+ * many were not logged) says so without a write per payroll.
+ */
+static void
+log_failure(struct dispatch *d, const char *cid, const char *why)
+{
+	double now = now_s();
+
+	if (now - d->failure_logged < 1.0) {
+		d->failure_quiet++;
+		return;
+	}
+	if (d->failure_quiet > 0)
+		log_warnx("dispatch: %s to mailer-spy: %s (and %lu more failed "
+		    "hand-offs in the last %.0f s)", cid, why, d->failure_quiet,
+		    now - d->failure_logged);
+	else
+		log_warnx("dispatch: %s to mailer-spy: %s", cid, why);
+	d->failure_logged = now;
+	d->failure_quiet = 0;
+}
+
+/*
+ * SCHED_IDLE while the queue is short: any thread of the request path
+ * that wakes takes the core from the dispatcher at once. Past half the
+ * queue it competes as usual again, so that a busy machine delays
+ * hand-offs rather than dropping them.
+ */
+static void
+set_class(struct dispatch *d, size_t queued)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int want;
+
+	if (!d->cfg.background)
+		return;
+	if (d->idle_class && queued > d->cfg.queue_max / 2)
+		want = 0;
+	else if (!d->idle_class && queued <= d->cfg.queue_max / 4)
+		want = 1;
+	else
+		return;
+	if (pthread_setschedparam(pthread_self(), want ? SCHED_IDLE : SCHED_OTHER,
+	    &sp) == 0)
+		d->idle_class = want;
+}
+
 static void
 finish_job(struct dispatch *d, struct job *j, CURLcode cc)
 {
@@ -334,8 +399,7 @@ finish_job(struct dispatch *d, struct job *j, CURLcode cc)
 	if (o == OUT_OK && d->cfg.acknowledged != NULL)
 		d->cfg.acknowledged(j->correlation_id, d->cfg.ack_arg);
 	if (o != OUT_OK)
-		log_warnx("dispatch: %s to mailer-spy: %s", j->correlation_id,
-		    obs.error);
+		log_failure(d, j->correlation_id, obs.error);
 	experiment_run_observed(d->exp, control_render, &obs, ctx,
 	    j->correlation_id, &control, err, sizeof(err));
 	rendered_free(control);
@@ -353,10 +417,13 @@ dispatcher(void *arg)
 	struct dispatch *d = arg;
 	double deadline = 0;
 	CURLMsg *msg;
+	size_t queued;
 	int running, left;
 
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
+		d->sleeping = 0;
+		queued = d->count;
 		while (d->count > 0 && d->inflight < d->cfg.max_inflight) {
 			struct job *j = d->queue[d->head];
 			d->head = (d->head + 1) % d->cfg.queue_max;
@@ -374,6 +441,7 @@ dispatcher(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&d->lock);
+		set_class(d, queued);
 
 		curl_multi_perform(d->multi, &running);
 		while ((msg = curl_multi_info_read(d->multi, &left)) != NULL) {
@@ -384,16 +452,30 @@ dispatcher(void *arg)
 			    (char **)&j);
 			finish_job(d, j, msg->data.result);
 		}
+		/*
+		 * A kick wakes the poll only when a job could start; with
+		 * every slot busy, a transfer ending wakes it anyway.
+		 */
+		pthread_mutex_lock(&d->lock);
+		d->sleeping = d->count == 0 && d->inflight < d->cfg.max_inflight;
+		if (d->count > 0 && d->inflight < d->cfg.max_inflight) {
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&d->lock);
 		curl_multi_poll(d->multi, NULL, 0, 1000, NULL);
 	}
 	return NULL;
 }
 
 void
-dispatch_submit(struct dispatch *d, const char *correlation_id,
+dispatch_push(struct dispatch *d, const char *correlation_id,
     int64_t payroll_id, const char *ship_to, int64_t total_cents)
 {
 	struct job *j;
+	unsigned long quiet = 0;
+	int log_it = 0;
+	double now;
 
 	if (d == NULL)
 		return;
@@ -409,10 +491,25 @@ dispatch_submit(struct dispatch *d, const char *correlation_id,
 	j->cents = total_cents;
 	pthread_mutex_lock(&d->lock);
 	if (d->count >= d->cfg.queue_max || d->stopping) {
+		/* one line a second on the committer thread, not one a payroll */
+		now = now_s();
+		if (now - d->queue_full_logged >= 1.0) {
+			log_it = 1;
+			quiet = d->queue_full_quiet;
+			d->queue_full_logged = now;
+			d->queue_full_quiet = 0;
+		} else {
+			d->queue_full_quiet++;
+		}
 		pthread_mutex_unlock(&d->lock);
 		metrics_inc(d->m_out[OUT_QUEUE_FULL], 1);
-		log_warnx("dispatch: queue full, %s not handed to mailer-spy",
-		    correlation_id);
+		if (log_it && quiet > 0)
+			log_warnx("dispatch: queue full, %s not handed to mailer-spy "
+			    "(nor %lu more since the last line)", correlation_id,
+			    quiet);
+		else if (log_it)
+			log_warnx("dispatch: queue full, %s not handed to mailer-spy",
+			    correlation_id);
 		job_free(j);
 		return;
 	}
@@ -420,7 +517,30 @@ dispatch_submit(struct dispatch *d, const char *correlation_id,
 	d->count++;
 	metrics_set(d->m_queue, (double)d->count);
 	pthread_mutex_unlock(&d->lock);
-	curl_multi_wakeup(d->multi);
+}
+
+void
+dispatch_kick(struct dispatch *d)
+{
+	int wake;
+
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	wake = d->sleeping && d->count > 0;
+	if (wake)
+		d->sleeping = 0;
+	pthread_mutex_unlock(&d->lock);
+	if (wake)
+		curl_multi_wakeup(d->multi);
+}
+
+void
+dispatch_submit(struct dispatch *d, const char *correlation_id,
+    int64_t payroll_id, const char *ship_to, int64_t total_cents)
+{
+	dispatch_push(d, correlation_id, payroll_id, ship_to, total_cents);
+	dispatch_kick(d);
 }
 
 struct dispatch *

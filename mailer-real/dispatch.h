@@ -32,6 +32,10 @@ struct dispatch_config {
 	 * the record of this correlation id; NULL when nobody needs to know */
 	void (*acknowledged)(const char *correlation_id, void *arg);
 	void *ack_arg;
+	/* 1: the hand-off is an experiment, not the mail (NOTIFIER=parallel):
+	 * the dispatcher yields every core to the request path (SCHED_IDLE)
+	 * while its queue is under half full */
+	int background;
 };
 
 struct dispatch;
@@ -42,7 +46,16 @@ struct dispatch *dispatch_start(const struct dispatch_config *cfg,
 /* 1 when a payroll with this correlation id is in the sample. */
 int dispatch_sampled(unsigned percent, const char *correlation_id);
 
-/* Never blocks: queued, or dropped (not sampled, queue full) and counted. */
+/*
+ * Never blocks: queued, or dropped (not sampled, queue full) and counted.
+ * dispatch_push does not wake the dispatcher: a caller handing over a
+ * batch pushes each payroll, answers its requests, then calls
+ * dispatch_kick once (a wake-up only when the dispatcher sleeps).
+ * dispatch_submit is push and kick.
+ */
+void dispatch_push(struct dispatch *d, const char *correlation_id,
+    int64_t payroll_id, const char *ship_to, int64_t total_cents);
+void dispatch_kick(struct dispatch *d);
 void dispatch_submit(struct dispatch *d, const char *correlation_id,
     int64_t payroll_id, const char *ship_to, int64_t total_cents);
 

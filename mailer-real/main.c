@@ -198,6 +198,8 @@ main(int argc, char **argv)
 			.max_inflight = (unsigned)cfg.dispatch_inflight,
 			.timeout_ms = (unsigned)cfg.spy_timeout_ms,
 			.mail_domain = cfg.mail_domain,
+			/* the experiment yields to the users; the mail does not */
+			.background = !remote,
 		};
 		if (remote) {
 			struct handoff_config hoc = {
@@ -228,6 +230,7 @@ main(int argc, char **argv)
 	gcc.committers = 1;
 	gcc.apply = outbox_apply;
 	gcc.done = payroll_committed;
+	gcc.batch_done = payroll_batch_done;
 	gcc.arg = &api;
 	api.gc = group_commit_start(&gcc);
 

@@ -254,14 +254,28 @@ payroll_committed(struct gc_item *gi, enum gc_outcome outcome, void *arg)
 	if (it->result == OUTBOX_CREATED) {
 		log_info("payroll %" PRId64 " stored, mail %s to %s %s", it->id,
 		    it->correlation_id, it->destination, it->status);
-		if (api->delivery != NULL)
-			delivery_wake(api->delivery);
+		api->batch_created++;
+		/* queued only: payroll_batch_done wakes the dispatcher */
 		if (api->dispatch != NULL)
-			dispatch_submit(api->dispatch, it->correlation_id, it->id,
+			dispatch_push(api->dispatch, it->correlation_id, it->id,
 			    it->ship_to, it->total_cents);
 	}
 done:
 	outbox_item_free(it);
+}
+
+void
+payroll_batch_done(void *arg)
+{
+	struct payroll_api *api = arg;
+
+	/* every request of the batch is answered: now the background work */
+	if (api->batch_created == 0)
+		return;
+	api->batch_created = 0;
+	if (api->delivery != NULL)
+		delivery_wake(api->delivery);
+	dispatch_kick(api->dispatch);
 }
 
 static const char select_cols[] =

@@ -10,9 +10,10 @@
  *   GET  /inventory        which build and canary path answered (service,
  *                          path old|new, notifier, version)
  *
- * After a commit the delivery workers are woken (unless NOTIFIER=remote)
- * and the payroll is offered to the Parallel Run dispatcher (unless
- * NOTIFIER=smtp); neither can change or delay the answer.
+ * After a commit every request of the batch is answered first; then the
+ * delivery workers are woken (unless NOTIFIER=remote) and the dispatcher
+ * (unless NOTIFIER=smtp) is handed the batch's payrolls, one wake-up each
+ * for the whole batch: neither can change or delay the answer.
  */
 #ifndef MAILER_REAL_PAYROLL_H
 #define MAILER_REAL_PAYROLL_H
@@ -37,6 +38,8 @@ struct payroll_api {
 	struct group_commit *gc;
 	struct delivery *delivery;	/* NULL with NOTIFIER=remote */
 	struct dispatch *dispatch;	/* NULL with NOTIFIER=smtp */
+	/* payrolls created in the batch being answered (the one committer's) */
+	size_t batch_created;
 	/* connections for the GET handlers, one per concurrent handler */
 	pthread_mutex_t pool_lock;
 	struct db **pool;
@@ -49,8 +52,12 @@ extern const size_t payroll_nroutes;
 void payroll_api_init(struct payroll_api *api);
 void payroll_api_cleanup(struct payroll_api *api);
 
-/* gc_done_fn for the committer: answers the waiting request. */
+/* gc_done_fn for the committer: answers the waiting request and queues
+ * its Parallel Run hand-off. */
 void payroll_committed(struct gc_item *item, enum gc_outcome outcome,
     void *arg);
+/* gc_batch_done_fn: once a batch's requests are all answered, wakes the
+ * delivery workers and the dispatcher, once for the batch. */
+void payroll_batch_done(void *arg);
 
 #endif
