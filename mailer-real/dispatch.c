@@ -366,7 +366,7 @@ static void
 set_class(struct dispatch *d, size_t queued)
 {
 	struct sched_param sp = { .sched_priority = 0 };
-	int want;
+	int want, rc;
 
 	if (!d->cfg.background)
 		return;
@@ -376,9 +376,17 @@ set_class(struct dispatch *d, size_t queued)
 		want = 1;
 	else
 		return;
-	if (pthread_setschedparam(pthread_self(), want ? SCHED_IDLE : SCHED_OTHER,
-	    &sp) == 0)
+	rc = pthread_setschedparam(pthread_self(), want ? SCHED_IDLE : SCHED_OTHER,
+	    &sp);
+	if (rc == 0) {
 		d->idle_class = want;
+		return;
+	}
+	/* leaving SCHED_IDLE needs RLIMIT_NICE >= 20 (or CAP_SYS_NICE) */
+	log_warnx("dispatch: cannot switch the dispatcher to %s: %s; it stays "
+	    "in %s", want ? "SCHED_IDLE" : "SCHED_OTHER", strerror(rc),
+	    d->idle_class ? "SCHED_IDLE" : "SCHED_OTHER");
+	d->cfg.background = 0;
 }
 
 static void

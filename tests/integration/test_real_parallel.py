@@ -13,7 +13,8 @@ sends nothing itself and hands over; a spy answering a different subject
 is a mismatch counted by field and logged with its correlation id; with the
 real mailer-spy binary, postgresMono and postgresMicro hold the same
 destination, subject and body under one correlation id and the experiment
-counts a match.
+counts a match. The dispatcher thread runs SCHED_IDLE in NOTIFIER=parallel
+until its queue is over half full, and never in NOTIFIER=remote.
 """
 import json
 import os
@@ -200,6 +201,57 @@ class RealParallelTest(unittest.TestCase):
             self.assertEqual(metric(svc.port, EXP, 'experiment="mail-render",result="matched"'),
                              n - full)
             self.assertIn("queue full", svc.log_text())
+
+    def test_dispatcher_yields_the_cores_until_its_queue_fills(self):
+        """NOTIFIER=parallel: the dispatcher thread runs SCHED_IDLE (any
+        thread of the request path takes the core from it at once), competes
+        as usual while its queue is over half full, and yields again once
+        the queue drained."""
+        gate = threading.Event()
+
+        def held(req):
+            gate.wait(60)
+            return canonical(req)
+
+        def idle_threads(pid):
+            n = 0
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        st = f.read()
+                except FileNotFoundError:
+                    continue
+                fields = st[st.rindex(")") + 2:].split()
+                n += fields[38] == "5"  # field 41, policy: 5 is SCHED_IDLE
+            return n
+
+        try:
+            with SlowHTTP(answer=held) as spy, \
+                    Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="60000",
+                                                        DISPATCH_QUEUE=4, DISPATCH_INFLIGHT=1),
+                            log_name="real-par-idle") as svc:
+                pid = svc.proc.pid
+                wait_for(lambda: idle_threads(pid) == 1, what="the dispatcher in SCHED_IDLE")
+                for i in range(4):
+                    post(svc, f"Idle Class {chr(65 + i)}", timeout=10)
+                # one held by the spy, three queued: over half of 4
+                wait_for(lambda: len(spy.requests) == 1, what="the first hand-off sent")
+                wait_for(lambda: idle_threads(pid) == 0, what="the dispatcher back in SCHED_OTHER")
+                gate.set()
+                wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == 4, timeout=60,
+                         what="every hand-off answered")
+                self.assertEqual(metric(svc.port, DISPATCH, 'outcome="queue_full"'), 0)
+                wait_for(lambda: idle_threads(pid) == 1, what="the dispatcher in SCHED_IDLE again")
+        finally:
+            gate.set()
+        # the hand-off that is the mail (NOTIFIER=remote) never yields
+        with SlowHTTP(answer=canonical) as spy, \
+                Service("mailer-real", env=self.env(NOTIFIER="remote", SPY_URL=spy.url),
+                        log_name="real-par-idle-remote") as svc:
+            post(svc, "Remote Class", timeout=10)
+            wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == 1,
+                     what="the remote hand-off")
+            self.assertEqual(idle_threads(svc.proc.pid), 0)
 
     def check_answer_outcome(self, spy_port, outcome, log_name):
         env = self.env(SPY_URL=f"http://127.0.0.1:{spy_port}")
