@@ -237,7 +237,7 @@ deliver_once(struct worker *w)
 		mails[i].body = rows[i].body;
 	}
 	t0 = now_s();
-	session_ok = smtp_send_batch(w->smtp, mails, (size_t)n, err,
+	session_ok = smtp_send_batch(w->smtp, mails, (size_t)n, NULL, err,
 	    sizeof(err)) == 0;
 	if (!session_ok) {
 		metrics_inc(d->m_session_fail, 1);
@@ -269,6 +269,7 @@ deliver_once(struct worker *w)
 			    mails[i].reply);
 			break;
 		case SMTP_MAIL_TEMPFAIL:
+		case SMTP_MAIL_UNTRIED:	/* no ready hook here: never */
 			if ((unsigned)rows[i].attempts + 1 >= cfg->max_attempts) {
 				out[i].fate = FATE_FAILED;
 				metrics_inc(d->m_failed, 1);

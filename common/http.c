@@ -60,6 +60,8 @@ struct http_request {
 	double started;
 	struct header *headers;
 
+	struct http_request *live_prev, *live_next;	/* srv->live, under srv->lock */
+
 	pthread_mutex_t lock;
 	int handled;		/* the handler ran (or an error stood in for it) */
 	int deferred;
@@ -89,6 +91,18 @@ struct http_server {
 	_Atomic long inflight;
 	_Atomic int draining;
 	char served_by[128];
+	/*
+	 * Shutdown: once closing is set no handler starts again, and
+	 * handlers counts those still running. live lists every request
+	 * not yet completed (so that http_server_free can answer one still
+	 * suspended); completed_cb unlinks a request before freeing it.
+	 * Lock order: srv->lock, then a request's lock.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int closing;
+	unsigned handlers;
+	struct http_request *live;
 };
 
 static void
@@ -213,6 +227,12 @@ request_new(struct http_server *srv, struct MHD_Connection *conn,
 	else
 		ids_request_uuid(req->id);
 	atomic_fetch_add(&srv->inflight, 1);
+	pthread_mutex_lock(&srv->lock);
+	req->live_next = srv->live;
+	if (srv->live != NULL)
+		srv->live->live_prev = req;
+	srv->live = req;
+	pthread_mutex_unlock(&srv->lock);
 	return req;
 }
 
@@ -251,6 +271,14 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!req->queued)
 		log_debug("request %s %s ended before an answer (code %d)",
 		    req->method, req->path, (int)toe);
+	pthread_mutex_lock(&srv->lock);
+	if (req->live_prev != NULL)
+		req->live_prev->live_next = req->live_next;
+	else
+		srv->live = req->live_next;
+	if (req->live_next != NULL)
+		req->live_next->live_prev = req->live_prev;
+	pthread_mutex_unlock(&srv->lock);
 	request_free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
@@ -324,6 +352,29 @@ queue_answer(struct http_request *req)
 	return rc;
 }
 
+/* 1 when a handler may run now (counted until handler_leave); 0 once closing. */
+static int
+handler_enter(struct http_server *srv)
+{
+	int ok;
+
+	pthread_mutex_lock(&srv->lock);
+	ok = !srv->closing;
+	if (ok)
+		srv->handlers++;
+	pthread_mutex_unlock(&srv->lock);
+	return ok;
+}
+
+static void
+handler_leave(struct http_server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	if (--srv->handlers == 0)
+		pthread_cond_broadcast(&srv->idle);
+	pthread_mutex_unlock(&srv->lock);
+}
+
 static void
 run_handler(struct http_request *req)
 {
@@ -336,8 +387,12 @@ run_handler(struct http_request *req)
 		http_reply_error(req, req->early_status, req->early_message, NULL);
 	} else if (req->too_big) {
 		http_reply_error(req, 413, "request body too large", NULL);
+	} else if (!handler_enter(req->srv)) {
+		/* shutting down: what the handler would use may be gone */
+		http_reply_unavailable(req, 1, "shutting down");
 	} else {
 		req->route->handler(req, req->srv->cfg.arg);
+		handler_leave(req->srv);
 		if (!req->answered && !req->deferred) {
 			log_warnx("handler %s gave no answer", req->route->name);
 			http_reply_error(req, 500, "internal error", NULL);
@@ -396,6 +451,12 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 
 		req = request_new(srv, conn, url, method);
 		*con_cls = req;
+		if (atomic_load(&srv->draining)) {
+			/* a keep-alive connection after SIGTERM: 503, then closed */
+			req->handled = 1;
+			http_reply_unavailable(req, 1, "shutting down");
+			return queue_answer(req);
+		}
 		route_request(req);
 		if ((bad = framing_problem(conn, version, &why)) != 0) {
 			/* the rest of the stream cannot be trusted: close it */
@@ -481,6 +542,8 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	    cfg->version ? cfg->version : "0");
 	atomic_init(&srv->inflight, 0);
 	atomic_init(&srv->draining, 0);
+	pthread_mutex_init(&srv->lock, NULL);
+	pthread_cond_init(&srv->idle, NULL);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -490,6 +553,8 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	    inet_pton(AF_INET, cfg->bind, &sa.sin_addr) != 1) {
 		snprintf(err, errlen, "bind address '%s' is not an IPv4 address",
 		    cfg->bind);
+		pthread_cond_destroy(&srv->idle);
+		pthread_mutex_destroy(&srv->lock);
 		free(srv->route_metrics);
 		free(srv);
 		return NULL;
@@ -530,6 +595,8 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	if (srv->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
 		    cfg->bind ? cfg->bind : "0.0.0.0", (unsigned)cfg->port);
+		pthread_cond_destroy(&srv->idle);
+		pthread_mutex_destroy(&srv->lock);
 		free(srv->route_metrics);
 		free(srv);
 		return NULL;
@@ -537,12 +604,43 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	return srv;
 }
 
+/* Waits up to until_ns for every request to be completed; 1 when they are. */
+static int
+wait_inflight(struct http_server *srv, uint64_t until_ns)
+{
+	while (atomic_load(&srv->inflight) > 0 && now_ns() < until_ns)
+		sleep_ms(10);
+	return atomic_load(&srv->inflight) == 0;
+}
+
+void
+http_server_quiesce(struct http_server *srv)
+{
+	MHD_socket fd;
+	uint64_t deadline;
+
+	log_info("no new connections, draining %ld request(s)",
+	    atomic_load(&srv->inflight));
+	atomic_store(&srv->draining, 1);
+	fd = MHD_quiesce_daemon(srv->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	deadline = now_ns() + (uint64_t)srv->cfg.drain_s * 1000000000ULL;
+	if (!wait_inflight(srv, deadline))
+		log_warnx("%ld request(s) still in flight after %us",
+		    atomic_load(&srv->inflight), srv->cfg.drain_s);
+	/* from here on no handler starts, and none is running on return */
+	pthread_mutex_lock(&srv->lock);
+	srv->closing = 1;
+	while (srv->handlers > 0)
+		pthread_cond_wait(&srv->idle, &srv->lock);
+	pthread_mutex_unlock(&srv->lock);
+}
+
 void
 http_server_wait_signal(struct http_server *srv)
 {
 	sigset_t sigs;
-	MHD_socket fd;
-	uint64_t deadline;
 	int sig = 0;
 
 	sigemptyset(&sigs);
@@ -550,26 +648,63 @@ http_server_wait_signal(struct http_server *srv)
 	sigaddset(&sigs, SIGINT);
 	while (sigwait(&sigs, &sig) != 0)
 		;
-	log_info("signal %d: no new connections, draining %ld request(s)", sig,
-	    atomic_load(&srv->inflight));
-	atomic_store(&srv->draining, 1);
-	fd = MHD_quiesce_daemon(srv->daemon);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
-	deadline = now_ns() + (uint64_t)srv->cfg.drain_s * 1000000000ULL;
-	while (atomic_load(&srv->inflight) > 0 && now_ns() < deadline)
-		sleep_ms(10);
-	if (atomic_load(&srv->inflight) > 0)
-		log_warnx("%ld request(s) still in flight after %us",
-		    atomic_load(&srv->inflight), srv->cfg.drain_s);
+	log_info("signal %d: shutting down", sig);
+	http_server_quiesce(srv);
+}
+
+/*
+ * A request still suspended when the server stops would make
+ * MHD_stop_daemon abort: answer it 503 (its owner is gone by now).
+ * Returns how many were answered.
+ */
+static unsigned
+answer_suspended(struct http_server *srv)
+{
+	static const char body[] = "{\"error\":\"shutting down\",\"field\":null}\n";
+	struct http_request *req;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&srv->lock);
+	for (req = srv->live; req != NULL; req = req->live_next) {
+		pthread_mutex_lock(&req->lock);
+		if (!req->answered && req->deferred) {
+			req->status = 503;
+			req->ctype = xstrdup("application/json");
+			req->rbody = xstrdup(body);
+			req->rlen = sizeof(body) - 1;
+			req->answered = 1;
+			if (req->suspended) {
+				req->suspended = 0;
+				MHD_resume_connection(req->conn);
+			}
+			n++;
+		}
+		pthread_mutex_unlock(&req->lock);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return n;
 }
 
 void
 http_server_free(struct http_server *srv)
 {
+	uint64_t deadline;
+	unsigned n;
+
 	if (srv == NULL)
 		return;
+	if (!atomic_load(&srv->draining))
+		http_server_quiesce(srv);
+	/* answers given since the drain (by committers) go out first */
+	deadline = now_ns() + (uint64_t)srv->cfg.drain_s * 1000000000ULL;
+	wait_inflight(srv, deadline);
+	if ((n = answer_suspended(srv)) > 0) {
+		log_warnx("%u request(s) never answered: 503", n);
+		wait_inflight(srv, now_ns() + 1000000000ULL);
+	}
 	MHD_stop_daemon(srv->daemon);
+	pthread_cond_destroy(&srv->idle);
+	pthread_mutex_destroy(&srv->lock);
 	free(srv->route_metrics);
 	free(srv);
 }

@@ -58,11 +58,22 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
     char *err, size_t errlen);
 
 /*
- * Blocks until SIGTERM or SIGINT, then stops accepting, waits for the
- * requests in flight (deferred ones included) up to drain_s, and returns.
- * The caller then stops its workers and calls http_server_free().
+ * Shutdown, in three steps:
+ * - http_server_quiesce: stops accepting; a request that still arrives
+ *   (on a keep-alive connection) is answered 503 with Retry-After and
+ *   Connection: close; waits up to drain_s for the requests in flight,
+ *   deferred ones included, to be answered; then lets no handler start
+ *   again and returns once none is running. Deferred requests still
+ *   unanswered stay suspended for their owner to answer.
+ * - the caller stops what answers deferred requests (a group committer
+ *   answers everything it was given), then the rest of its workers;
+ * - http_server_free: waits up to drain_s for the answers to go out,
+ *   answers 503 to any request nobody answered (libmicrohttpd aborts on
+ *   a suspended connection), stops the server and frees it.
+ * http_server_wait_signal blocks until SIGTERM or SIGINT, then quiesces.
  */
 void http_server_wait_signal(struct http_server *srv);
+void http_server_quiesce(struct http_server *srv);
 void http_server_free(struct http_server *srv);
 
 /* Request accessors: the strings live as long as the request. */

@@ -16,6 +16,14 @@
  *  - STARTTLS gets the sender's own SSL_CTX (libesmtp takes a reference per
  *    session), never libesmtp's cached one that 1.1.0 frees with a session.
  *  - timeouts are milliseconds, with the RFC 2822 minimums overridden.
+ *  - each mail's fate is read when libesmtp announces it (SMTP_EV_MAILSTATUS
+ *    for a refused sender, SMTP_EV_MESSAGESENT otherwise) and handed to the
+ *    caller's settled hook at once. To stop a session before a mail's
+ *    text goes out, the message reader returns NULL with errno set:
+ *    libesmtp then drops the connection without the final dot, so the
+ *    server discards that mail (protocol.c, cmd_data2).
+ *  - a reply is read by libesmtp in lines of up to 1023 bytes, NUL
+ *    included; its text is made valid UTF-8 here before anyone keeps it.
  */
 #include "smtp_send.h"
 
@@ -25,6 +33,7 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +61,10 @@ struct session_state {
 	int saw_8bitmime;
 	int in_ehlo;
 	char tls_problem[160];
+	const struct smtp_batch_hooks *hooks;
+	int stopped;			/* the ready hook said no */
+	size_t stopped_at;		/* slot of the first mail not sent */
+	smtp_recipient_t *rcpts;
 };
 
 static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
@@ -291,6 +304,7 @@ static const char *
 message_cb(void **ctx, int *len, void *arg)
 {
 	struct smtp_mail *m = arg;
+	struct session_state *st;
 	struct msg_cursor *c;
 
 	if (*ctx == NULL)
@@ -302,6 +316,16 @@ message_cb(void **ctx, int *len, void *arg)
 	}
 	if (c->done || m->wire == NULL) {
 		*len = 0;
+		return NULL;
+	}
+	st = m->session;
+	if (st->hooks != NULL && st->hooks->ready != NULL &&
+	    !st->hooks->ready(st->hooks->arg)) {
+		/* libesmtp drops the connection before the final dot */
+		st->stopped = 1;
+		st->stopped_at = m->slot;
+		*len = 0;
+		errno = ECANCELED;
 		return NULL;
 	}
 	c->done = 1;
@@ -351,6 +375,9 @@ monitor_cb(const char *buf, int buflen, int writing, void *arg)
 	}
 }
 
+static void message_event(struct session_state *st, smtp_message_t msg,
+    int mail_status);
+
 static void
 event_cb(smtp_session_t session, int event, void *arg, ...)
 {
@@ -385,6 +412,13 @@ event_cb(smtp_session_t session, int event, void *arg, ...)
 		ok = va_arg(ap, int *);
 		*ok = 0;
 		snprintf(st->tls_problem, sizeof(st->tls_problem), "weak cipher");
+		break;
+	case SMTP_EV_MAILSTATUS:
+		(void)va_arg(ap, const char *);
+		message_event(st, va_arg(ap, smtp_message_t), 1);
+		break;
+	case SMTP_EV_MESSAGESENT:
+		message_event(st, va_arg(ap, smtp_message_t), 0);
 		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		snprintf(st->tls_problem, sizeof(st->tls_problem),
@@ -470,18 +504,87 @@ smtp_sender_free(struct smtp_sender *s)
 	free(s);
 }
 
+/* Bytes of the well-formed UTF-8 sequence at p (RFC 3629), 0 if none. */
+static size_t
+utf8_seq(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	/* a NUL ends the string: it fails the range check before any overread */
+	for (i = 1; i < n; i++) {
+		if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+			return 0;
+	}
+	return n;
+}
+
+void
+smtp_text_append(char *out, size_t outlen, size_t *len, const char *in)
+{
+	static const char replacement[] = "\xef\xbf\xbd";	/* U+FFFD */
+	const unsigned char *p = (const unsigned char *)(in ? in : "");
+	const char *piece;
+	size_t n, take;
+
+	if (outlen == 0)
+		return;
+	if (*len >= outlen)
+		*len = outlen - 1;
+	while (*p != '\0') {
+		n = utf8_seq(p);
+		if (n == 0) {
+			piece = replacement;
+			take = 3;
+			n = 1;
+		} else if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
+			piece = " ";
+			take = 1;
+		} else {
+			piece = (const char *)p;
+			take = n;
+		}
+		if (*len + take >= outlen)
+			break;
+		memcpy(out + *len, piece, take);
+		*len += take;
+		p += n;
+	}
+	out[*len] = '\0';
+}
+
+/* The reply kept is prefix (ours) then text (the server's, untrusted). */
 static void
 set_result(struct smtp_mail *m, enum smtp_mail_status st, int code,
-    const char *text)
+    const char *prefix, const char *text)
 {
-	size_t n;
+	size_t len = 0;
 
 	m->status = st;
 	m->code = code;
-	snprintf(m->reply, sizeof(m->reply), "%s", text ? text : "");
-	/* one line for logs and the last_error column */
-	n = strcspn(m->reply, "\r\n");
-	m->reply[n] = '\0';
+	m->reply[0] = '\0';
+	if (prefix != NULL)
+		smtp_text_append(m->reply, sizeof(m->reply), &len, prefix);
+	smtp_text_append(m->reply, sizeof(m->reply), &len, text);
 }
 
 static enum smtp_mail_status
@@ -501,34 +604,61 @@ read_status(struct smtp_mail *m, smtp_message_t msg, smtp_recipient_t rcpt,
 	const smtp_status_t *rev = smtp_reverse_path_status(msg);
 	const smtp_status_t *rs = smtp_recipient_status(rcpt);
 	const smtp_status_t *ts = smtp_message_transfer_status(msg);
-	char text[256];
+	char prefix[48];
 
 	if (rev != NULL && rev->code != 0 && rev->code / 100 != 2) {
 		/* MAIL FROM refused: about us (AUTH, policy), not this mail */
-		snprintf(text, sizeof(text), "MAIL FROM: %d %s", rev->code,
-		    rev->text ? rev->text : "");
-		set_result(m, SMTP_MAIL_TEMPFAIL, rev->code, text);
+		snprintf(prefix, sizeof(prefix), "MAIL FROM: %d ", rev->code);
+		set_result(m, SMTP_MAIL_TEMPFAIL, rev->code, prefix, rev->text);
 		return;
 	}
 	if (rs != NULL && rs->code != 0 && rs->code / 100 != 2) {
-		snprintf(text, sizeof(text), "RCPT TO: %d %s", rs->code,
-		    rs->text ? rs->text : "");
-		set_result(m, classify(rs->code), rs->code, text);
+		snprintf(prefix, sizeof(prefix), "RCPT TO: %d ", rs->code);
+		set_result(m, classify(rs->code), rs->code, prefix, rs->text);
 		return;
 	}
 	if (ts != NULL && ts->code != 0) {
-		snprintf(text, sizeof(text), "%d %s", ts->code,
-		    ts->text ? ts->text : "");
-		set_result(m, classify(ts->code), ts->code, text);
+		snprintf(prefix, sizeof(prefix), "%d ", ts->code);
+		set_result(m, classify(ts->code), ts->code, prefix, ts->text);
 		return;
 	}
-	set_result(m, SMTP_MAIL_TEMPFAIL, 0,
+	set_result(m, SMTP_MAIL_TEMPFAIL, 0, NULL,
 	    session_error ? session_error : "not attempted");
+}
+
+/* Hands m's fate to the caller, once. */
+static void
+tell(struct session_state *st, struct smtp_mail *m)
+{
+	if (m->told)
+		return;
+	m->told = 1;
+	if (st->hooks != NULL && st->hooks->settled != NULL)
+		st->hooks->settled(m, st->hooks->arg);
+}
+
+/* libesmtp announces a mail's end: its fate is known now. */
+static void
+message_event(struct session_state *st, smtp_message_t msg, int mail_status)
+{
+	struct smtp_mail *m = msg ? smtp_message_get_application_data(msg) : NULL;
+	const smtp_status_t *rev;
+
+	if (m == NULL || m->told)
+		return;
+	if (mail_status) {
+		/* only a refused MAIL FROM ends the mail here */
+		rev = smtp_reverse_path_status(msg);
+		if (rev == NULL || rev->code == 0 || rev->code / 100 == 2)
+			return;
+	}
+	read_status(m, msg, st->rcpts[m->slot], NULL);
+	tell(st, m);
 }
 
 int
 smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
-    char *err, size_t errlen)
+    const struct smtp_batch_hooks *hooks, char *err, size_t errlen)
 {
 	smtp_session_t session = NULL;
 	auth_context_t auth = NULL;
@@ -541,29 +671,36 @@ smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
 
 	memset(&st, 0, sizeof(st));
 	st.sender = s;
+	st.hooks = hooks;
 	st.sendable = xcalloc(n ? n : 1, sizeof(*st.sendable));
 	st.msgs = xcalloc(n ? n : 1, sizeof(*st.msgs));
 	rcpts = xcalloc(n ? n : 1, sizeof(*rcpts));
+	st.rcpts = rcpts;
 
 	for (i = 0; i < n; i++) {
 		struct smtp_mail *m = &mails[i];
 		m->wire = NULL;
 		m->eightbit = 0;
+		m->told = 0;
+		m->session = &st;
 		if (!smtp_address_ok(m->from))
-			set_result(m, SMTP_MAIL_REFUSED, 0, "unsafe sender address");
+			set_result(m, SMTP_MAIL_REFUSED, 0, NULL, "unsafe sender address");
 		else if (!smtp_address_ok(m->to))
-			set_result(m, SMTP_MAIL_REFUSED, 0, "unsafe recipient address");
+			set_result(m, SMTP_MAIL_REFUSED, 0, NULL, "unsafe recipient address");
 		else if (!smtp_header_value_ok(m->subject))
-			set_result(m, SMTP_MAIL_REFUSED, 0,
+			set_result(m, SMTP_MAIL_REFUSED, 0, NULL,
 			    "subject holds a control character (CR/LF)");
 		else if (!smtp_address_ok(m->message_id))
-			set_result(m, SMTP_MAIL_REFUSED, 0, "unsafe Message-Id");
+			set_result(m, SMTP_MAIL_REFUSED, 0, NULL, "unsafe Message-Id");
 		else if (m->body == NULL)
-			set_result(m, SMTP_MAIL_REFUSED, 0, "no body");
+			set_result(m, SMTP_MAIL_REFUSED, 0, NULL, "no body");
 		else {
-			set_result(m, SMTP_MAIL_TEMPFAIL, 0, "not attempted");
+			set_result(m, SMTP_MAIL_TEMPFAIL, 0, NULL, "not attempted");
+			m->slot = st.nsendable;
 			st.sendable[st.nsendable++] = m;
+			continue;
 		}
+		tell(&st, m);
 	}
 	if (st.nsendable == 0) {
 		rc = 0;
@@ -606,6 +743,7 @@ smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
 		/* 7bit or quoted-printable until the server says 8BITMIME */
 		m->wire = smtp_build_message(m, 0, &m->wire_len);
 		st.msgs[k] = msg;
+		smtp_message_set_application_data_release(msg, m, NULL);
 		smtp_set_reverse_path(msg, m->from);
 		smtp_set_messagecb(msg, message_cb, m);
 		rcpts[k] = smtp_add_recipient(msg, m->to);
@@ -620,9 +758,17 @@ smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
 		snprintf(why, sizeof(why), "SMTP session with %s: %s",
 		    s->hostport, st.tls_problem);
 	}
-	for (k = 0; k < st.nsendable; k++)
-		read_status(st.sendable[k], st.msgs[k], rcpts[k],
-		    why[0] ? why : NULL);
+	for (k = 0; k < st.nsendable; k++) {
+		struct smtp_mail *m = st.sendable[k];
+
+		if (m->told)
+			continue;
+		if (st.stopped && k >= st.stopped_at)
+			set_result(m, SMTP_MAIL_UNTRIED, 0, NULL,
+			    "not sent: the session was stopped before it");
+		else
+			read_status(m, st.msgs[k], rcpts[k], why[0] ? why : NULL);
+	}
 	if (!ok) {
 		for (k = 0; k < st.nsendable; k++)
 			if (st.sendable[k]->status == SMTP_MAIL_SENT)
@@ -634,11 +780,13 @@ smtp_send_batch(struct smtp_sender *s, struct smtp_mail *mails, size_t n,
 	goto done;
 fail:
 	for (k = 0; k < st.nsendable; k++)
-		if (st.sendable[k]->code == 0)
-			set_result(st.sendable[k], SMTP_MAIL_TEMPFAIL, 0, why);
+		if (!st.sendable[k]->told && st.sendable[k]->code == 0)
+			set_result(st.sendable[k], SMTP_MAIL_TEMPFAIL, 0, NULL, why);
 	snprintf(err, errlen, "%s", why);
 	rc = -1;
 done:
+	for (k = 0; k < st.nsendable; k++)
+		tell(&st, st.sendable[k]);
 	if (session != NULL)
 		smtp_destroy_session(session);
 	if (auth != NULL)
@@ -646,6 +794,7 @@ done:
 	for (i = 0; i < n; i++) {
 		free(mails[i].wire);
 		mails[i].wire = NULL;
+		mails[i].session = NULL;
 	}
 	free(rcpts);
 	free(st.msgs);

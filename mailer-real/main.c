@@ -250,6 +250,12 @@ main(int argc, char **argv)
 	    cfg.port, cfg.notifier, cfg.smtp_host, cfg.smtp_port,
 	    smtp_only ? "off" : cfg.spy_url, remote ? 100 : cfg.percent);
 
+	/*
+	 * Reverse order of creation. No handler runs once wait_signal
+	 * returns; the committer answers the requests it holds (its done
+	 * callback uses the dispatcher and the delivery, stopped after it),
+	 * and those answers go out before the server stops.
+	 */
 	http_server_wait_signal(srv);
 	group_commit_stop(api.gc);
 	http_server_free(srv);

@@ -269,10 +269,15 @@ main(int argc, char **argv)
 		    cfg.smtp_host, cfg.smtp_port, cfg.mail_from,
 		    cfg.delivery_workers);
 
+	/*
+	 * Reverse order of creation. No handler runs once wait_signal
+	 * returns; the store answers the requests it holds, which go out
+	 * before the server stops; its done callback wakes the delivery.
+	 */
 	http_server_wait_signal(srv);
 	store_stop(spy.store);
-	delivery_stop(live_delivery);
 	http_server_free(srv);
+	delivery_stop(live_delivery);
 	render_template_free(spy.body_template);
 	log_info("stopped");
 	return 0;

@@ -163,7 +163,7 @@ test_batch_refuses_unsafe_mail_without_connecting(void **state)
 	m[0] = mail("x\r\nBcc: evil@example.net", "body");
 	m[1] = mail("ok", "body");
 	m[1].to = "victim@example.com>\r\nRCPT TO:<evil@example.net";
-	assert_int_equal(smtp_send_batch(s, m, 2, err, sizeof(err)), 0);
+	assert_int_equal(smtp_send_batch(s, m, 2, NULL, err, sizeof(err)), 0);
 	assert_int_equal(m[0].status, SMTP_MAIL_REFUSED);
 	assert_int_equal(m[1].status, SMTP_MAIL_REFUSED);
 	smtp_sender_free(s);
@@ -180,10 +180,85 @@ test_closed_port_is_tempfail(void **state)
 
 	(void)state;
 	s = smtp_sender_new(&cfg, err, sizeof(err));
-	assert_int_equal(smtp_send_batch(s, &m, 1, err, sizeof(err)), -1);
+	assert_int_equal(smtp_send_batch(s, &m, 1, NULL, err, sizeof(err)), -1);
 	assert_int_equal(m.status, SMTP_MAIL_TEMPFAIL);
 	assert_true(strlen(err) > 0);
 	smtp_sender_free(s);
+}
+
+/* Well-formed UTF-8 with no control character (what a column can take). */
+static int
+clean_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n, i;
+
+	while (*p != '\0') {
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+		n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 :
+		    *p >= 0xe0 && *p <= 0xef ? 3 : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+		if (n == 0)
+			return 0;
+		for (i = 1; i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+		if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) ||
+		    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+static const char *
+sanitised(char *out, size_t outlen, const char *in)
+{
+	size_t len = 0;
+
+	smtp_text_append(out, outlen, &len, in);
+	assert_int_equal(len, strlen(out));
+	assert_true(len < outlen);
+	assert_true(clean_utf8(out));
+	return out;
+}
+
+static void
+test_reply_text_made_safe(void **state)
+{
+	char out[SMTP_REPLY_MAX], small[8], big[12000];
+	size_t len, i;
+
+	(void)state;
+	/* valid text passes as is */
+	assert_string_equal(sanitised(out, sizeof(out), "550 5.1.1 Jos\xc3\xa9 \xe2\x82\xac"),
+	    "550 5.1.1 Jos\xc3\xa9 \xe2\x82\xac");
+	/* Latin-1 */
+	assert_string_equal(sanitised(out, sizeof(out), "Bo\xeete pleine"),
+	    "Bo\xef\xbf\xbdte pleine");
+	/* a cut character at the end, overlongs, surrogates, past U+10FFFF */
+	assert_string_equal(sanitised(out, sizeof(out), "x\xe2\x82"),
+	    "x\xef\xbf\xbd\xef\xbf\xbd");
+	sanitised(out, sizeof(out), "\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xff\xfe");
+	assert_null(strchr(out, 0x7f));
+	/* control characters become spaces */
+	assert_string_equal(sanitised(out, sizeof(out), "a\r\nb\tc\x7f"), "a  b c ");
+	/* bounded, and never cut inside a character */
+	assert_string_equal(sanitised(small, sizeof(small), "ab\xe2\x82\xac\xe2\x82\xac"),
+	    "ab\xe2\x82\xac");
+	assert_string_equal(sanitised(small, sizeof(small), "abcdef\xff"), "abcdef");
+	for (i = 0; i + 1 < sizeof(big); i++)
+		big[i] = (char)(i % 2 ? 0xa9 : 0xc3);
+	big[sizeof(big) - 1] = '\0';
+	sanitised(out, sizeof(out), big);
+	assert_true(strlen(out) >= sizeof(out) - 2);
+	/* appending after a prefix keeps the bound */
+	len = 0;
+	smtp_text_append(out, sizeof(out), &len, "RCPT TO: 550 ");
+	smtp_text_append(out, sizeof(out), &len, big);
+	assert_true(len < sizeof(out));
+	assert_true(clean_utf8(out));
+	assert_memory_equal(out, "RCPT TO: 550 \xc3\xa9", 15);
 }
 
 int
@@ -198,6 +273,7 @@ main(void)
 		cmocka_unit_test(test_injection_refused),
 		cmocka_unit_test(test_batch_refuses_unsafe_mail_without_connecting),
 		cmocka_unit_test(test_closed_port_is_tempfail),
+		cmocka_unit_test(test_reply_text_made_safe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
