@@ -1,8 +1,8 @@
 # reconciler: the batch job comparing postgresMono with postgresMicro.
 RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o cli.o \
-	copy_stream.o escape.o mark.o merge.o pg.o report.o report_csv.o \
-	report_html.o report_json.o report_text.o rules.o run.o runstore.o \
-	shard.o spool.o) \
+	copy_stream.o escape.o mark.o merge.o pg.o purge.o report.o \
+	report_csv.o report_html.o report_json.o report_text.o rules.o run.o \
+	runstore.o shard.o spool.o) \
 	$(call common,log util config strbuf pg_array)
 RECONCILER_PKGS := libpq jansson libgit2
 

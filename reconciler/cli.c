@@ -17,11 +17,13 @@
 #include "reconciler/report.h"
 
 static const char synopsis[] =
-    "[run|report [RUN_ID]|mismatches [--all]|ack MISMATCH_ID] [options]\n\n"
+    "[run|report [RUN_ID]|mismatches [--all]|ack MISMATCH_ID|purge] [options]\n\n"
     "  run          compare both stores, record mismatches, consume matches\n"
     "  report       show a run (the latest without RUN_ID)\n"
     "  mismatches   list the open (unresolved) mismatches (--all: every one)\n"
-    "  ack          resolve a mismatch by hand and consume its rows\n\n"
+    "  ack          resolve a mismatch by hand and consume its rows\n"
+    "  purge        delete consumed mail and resolved mismatches older than\n"
+    "               --older-than DAYS, on both databases\n\n"
     "exit: 0 no new mismatch, 1 new mismatches, 2 usage, 3 database, 4 locked";
 
 static const struct config_option options[] = {
@@ -36,7 +38,7 @@ static const struct config_option options[] = {
 	  .help = "run: leave rows younger than this many seconds",
 	  .offset = offsetof(struct cli, grace) },
 	{ .flag = "dry-run", .short_flag = 'n', .type = CONFIG_BOOL,
-	  .def = "false", .help = "run: report only, change nothing",
+	  .def = "false", .help = "run, purge: report only, change nothing",
 	  .offset = offsetof(struct cli, dry_run) },
 	{ .env = "RECONCILER_SHARD", .flag = "shard", .type = CONFIG_STRING,
 	  .def = "1/1", .help = "run: only shard K of N (own lock per shard)",
@@ -57,6 +59,9 @@ static const struct config_option options[] = {
 	{ .flag = "all", .type = CONFIG_BOOL, .def = "false",
 	  .help = "mismatches: resolved ones too",
 	  .offset = offsetof(struct cli, all) },
+	{ .flag = "older-than", .type = CONFIG_INT, .min = 1, .max = 36500,
+	  .help = "purge: rows consumed or resolved more than DAYS ago",
+	  .offset = offsetof(struct cli, older_than) },
 	{ .flag = "note", .type = CONFIG_STRING,
 	  .help = "ack: why it was resolved by hand",
 	  .offset = offsetof(struct cli, note) },
@@ -78,6 +83,7 @@ static const struct {
 	{ "report", CMD_REPORT, 0, 1 },
 	{ "mismatches", CMD_MISMATCHES, 0, 0 },
 	{ "ack", CMD_ACK, 1, 1 },
+	{ "purge", CMD_PURGE, 0, 0 },
 };
 
 void
@@ -184,7 +190,7 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 			break;
 	if (k == sizeof(commands) / sizeof(commands[0])) {
 		snprintf(err, errlen, "unknown command '%s' (run, report, "
-		    "mismatches, ack)", word);
+		    "mismatches, ack, purge)", word);
 		return -1;
 	}
 	c->command = commands[k].cmd;
@@ -210,16 +216,26 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		return -1;
 	}
 	if (c->micro_url == NULL &&
-	    (c->command == CMD_RUN || c->command == CMD_ACK)) {
+	    (c->command == CMD_RUN || c->command == CMD_ACK ||
+	    c->command == CMD_PURGE)) {
 		snprintf(err, errlen, "no postgresMicro: set MICRO_DATABASE_URL or "
 		    "--micro");
 		return -1;
 	}
 	if (check_conninfo(c->mono_url, "mono", "MONO_DATABASE_URL", err,
-	    errlen) == -1 || ((c->command == CMD_RUN || c->command == CMD_ACK) &&
-	    check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
+	    errlen) == -1 || ((c->command == CMD_RUN || c->command == CMD_ACK ||
+	    c->command == CMD_PURGE) && check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
 	    errlen) == -1))
 		return -1;
+	if (c->command == CMD_PURGE && c->older_than == 0) {
+		snprintf(err, errlen, "purge: --older-than DAYS is required "
+		    "(1..36500)");
+		return -1;
+	}
+	if (c->older_than != 0 && c->command != CMD_PURGE) {
+		snprintf(err, errlen, "--older-than is for purge only");
+		return -1;
+	}
 	if (c->note != NULL && c->command != CMD_ACK) {
 		snprintf(err, errlen, "--note only goes with ack");
 		return -1;
@@ -234,8 +250,8 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		    "other");
 		return -1;
 	}
-	if (c->dry_run && c->command != CMD_RUN) {
-		snprintf(err, errlen, "--dry-run only goes with run");
+	if (c->dry_run && c->command != CMD_RUN && c->command != CMD_PURGE) {
+		snprintf(err, errlen, "--dry-run only goes with run or purge");
 		return -1;
 	}
 	return 0;

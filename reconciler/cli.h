@@ -7,6 +7,7 @@
  *	reconciler report [RUN_ID] [--format text|json|csv|html]
  *	reconciler mismatches [--open|--all] [--format ...]
  *	reconciler ack MISMATCH_ID [--note TEXT]
+ *	reconciler purge --older-than DAYS [--dry-run]
  */
 #ifndef RECONCILER_CLI_H
 #define RECONCILER_CLI_H
@@ -24,12 +25,13 @@ enum {
 	EXIT_LOCKED = 4,	/* another run holds the lock */
 };
 
-enum cli_command { CMD_RUN, CMD_REPORT, CMD_MISMATCHES, CMD_ACK };
+enum cli_command { CMD_RUN, CMD_REPORT, CMD_MISMATCHES, CMD_ACK, CMD_PURGE };
 
 struct cli {
 	/* From the settings table. */
 	const char *mono_url, *micro_url;
 	long grace;
+	long older_than;	/* purge: days; 0 when not given */
 	int dry_run, quiet, open, all;
 	const char *shard_text, *rules_file, *format_text, *note;
 	const char *log_level, *log_format;

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "reconciler/cli.h"
+#include "reconciler/purge.h"
 #include "reconciler/rules.h"
 #include "reconciler/run.h"
 
@@ -78,6 +79,8 @@ main(int argc, char **argv)
 		return done(run_mismatches(&c));
 	case CMD_ACK:
 		return done(run_ack(&c));
+	case CMD_PURGE:
+		return done(purge_run(&c));
 	}
 	return EXIT_USAGE;
 }

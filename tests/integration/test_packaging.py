@@ -224,13 +224,15 @@ class Contrib(unittest.TestCase):
     def test_systemd_units_verify(self):
         d = tempfile.mkdtemp()
         try:
-            for f in ("reconciler.service", "reconciler.timer", "reconciler-alert@.service"):
+            for f in ("reconciler.service", "reconciler.timer", "reconciler-alert@.service",
+                      "reconciler-purge.service", "reconciler-purge.timer"):
                 # verify checks the ExecStart binary exists: point it at one that does.
                 text = read(f"contrib/{f}").replace("/usr/local/bin/reconciler", "/bin/true")
                 with open(os.path.join(d, f), "w") as out:
                     out.write(text)
             p = subprocess.run(["systemd-analyze", "verify", "--man=no", "reconciler.service",
-                                "reconciler.timer", "reconciler-alert@x.service"],
+                                "reconciler.timer", "reconciler-alert@x.service",
+                                "reconciler-purge.service", "reconciler-purge.timer"],
                                cwd=d, capture_output=True, text=True)
             self.assertEqual((p.returncode, p.stderr.strip()), (0, ""))
         finally:
@@ -240,11 +242,20 @@ class Contrib(unittest.TestCase):
         self.assertRegex(svc, r"(?m)^ExecStart=/usr/local/bin/reconciler run --quiet$")
         self.assertRegex(svc, r"(?m)^OnFailure=reconciler-alert@%n.service$")
         self.assertRegex(read("contrib/reconciler.timer"), r"(?m)^OnCalendar=\*-\*-\* \*:\*:00$")
+        purge = read("contrib/reconciler-purge.service")
+        self.assertRegex(purge, r"(?m)^ExecStart=/usr/local/bin/reconciler purge --older-than 90$")
+        self.assertRegex(purge, r"(?m)^SuccessExitStatus=4$")
 
     def test_crontab_line(self):
         lines = [l for l in read("contrib/reconciler.cron").splitlines()
                  if l and not l.startswith("#") and "=" not in l.split()[0]]
-        self.assertEqual(len(lines), 1)
+        self.assertEqual(len(lines), 2)
+        purge = lines[1].split(None, 6)
+        self.assertEqual(purge[:6], ["30", "3", "*", "*", "*", "parallel-run"])
+        self.assertIn("reconciler purge --older-than 90 --quiet", purge[6])
+        self.assertIn("[ $rc -eq 4 ]", purge[6])
+        p = subprocess.run(["sh", "-n", "-c", purge[6]], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
         f = lines[0].split(None, 6)
         self.assertEqual(f[:5], ["*"] * 5)
         self.assertEqual(f[5], "parallel-run")
