@@ -4,7 +4,7 @@
  * in between rolls the transaction back and the row goes again (the
  * Message-Id, derived from the correlation id, lets a receiver spot the
  * duplicate). The claim and settle statements are built once at start for
- * the configured table; a batch travels as arrays (common/sql_array.h).
+ * the configured table; a batch travels as arrays (common/pg_array.h).
  */
 #include "delivery.h"
 
@@ -21,7 +21,7 @@
 #include "common/db.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "common/sql_array.h"
+#include "common/pg_array.h"
 #include "common/util.h"
 
 /* One claimed row. */
@@ -167,22 +167,27 @@ settle(struct delivery *d, PGconn *conn, const struct outcome *o, size_t n,
 		[FATE_SENT] = "sent", [FATE_RETRY] = "pending",
 		[FATE_FAILED] = "failed",
 	};
-	struct sql_array a[4];
+	static const uint32_t types[4] = { PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT,
+		PG_OID_INT8 };
+	static const int formats[4] = { 1, 1, 1, 1 };
+	struct pg_array a[4];
 	const char *params[4];
+	int lengths[4];
 	PGresult *res;
 	size_t i;
 	int rc = 0;
 
-	memset(a, 0, sizeof(a));
+	for (i = 0; i < 4; i++)
+		pg_array_init(&a[i], types[i]);
 	for (i = 0; i < n; i++) {
-		sql_array_int(&a[0], o[i].id);
-		sql_array_text(&a[1], fate_names[o[i].fate]);
-		sql_array_text(&a[2], o[i].error);
-		sql_array_int(&a[3], o[i].fate == FATE_RETRY ? o[i].retry_in_ms : 0);
+		pg_array_add_int8(&a[0], o[i].id);
+		pg_array_add_text(&a[1], fate_names[o[i].fate]);
+		pg_array_add_text(&a[2], o[i].error);
+		pg_array_add_int8(&a[3], o[i].fate == FATE_RETRY ? o[i].retry_in_ms : 0);
 	}
 	for (i = 0; i < 4; i++)
-		params[i] = sql_array_done(&a[i]);
-	res = PQexecParams(conn, d->settle_sql, 4, NULL, params, NULL, NULL, 0);
+		params[i] = pg_array_value(&a[i], &lengths[i]);
+	res = PQexecParams(conn, d->settle_sql, 4, NULL, params, lengths, formats, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		snprintf(err, errlen, "settle in %s: %s", d->cfg.table,
 		    db_error(conn, res));
@@ -194,7 +199,7 @@ settle(struct delivery *d, PGconn *conn, const struct outcome *o, size_t n,
 	else
 		release(conn);
 	for (i = 0; i < 4; i++)
-		sql_array_free(&a[i]);
+		pg_array_free(&a[i]);
 	return rc;
 }
 

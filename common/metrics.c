@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
@@ -175,32 +176,6 @@ metrics_value(const struct metric *m)
 	return (double)atomic_load(&m->count);
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-bprintf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		b->cap = b->cap * 2 + (size_t)n;
-		b->p = xrealloc(b->p, b->cap);
-	}
-}
-
 /* The shortest text that reads back as v: 0.005, not 0.0050000000000000001. */
 static void
 fmt_double(char *out, size_t outlen, double v)
@@ -217,19 +192,19 @@ fmt_double(char *out, size_t outlen, double v)
 
 /* `name{labels,extra}` or `name{extra}` or `name` */
 static void
-series(struct buf *b, const char *name, const char *suffix,
+series(struct strbuf *b, const char *name, const char *suffix,
     const char *labels, const char *extra)
 {
 	int has_l = labels[0] != '\0', has_e = extra != NULL;
 
-	bprintf(b, "%s%s", name, suffix);
+	strbuf_printf(b, "%s%s", name, suffix);
 	if (has_l || has_e)
-		bprintf(b, "{%s%s%s}", labels, has_l && has_e ? "," : "",
+		strbuf_printf(b, "{%s%s%s}", labels, has_l && has_e ? "," : "",
 		    has_e ? extra : "");
 }
 
 static void
-render_one(struct buf *b, const struct metric *m)
+render_one(struct strbuf *b, const struct metric *m)
 {
 	char le[64], num[40];
 	uint64_t cum = 0;
@@ -238,12 +213,12 @@ render_one(struct buf *b, const struct metric *m)
 	switch (m->type) {
 	case METRIC_COUNTER:
 		series(b, m->name, "", m->labels, NULL);
-		bprintf(b, " %llu\n", (unsigned long long)atomic_load(&m->count));
+		strbuf_printf(b, " %llu\n", (unsigned long long)atomic_load(&m->count));
 		break;
 	case METRIC_GAUGE:
 		series(b, m->name, "", m->labels, NULL);
 		fmt_double(num, sizeof(num), bitsd(atomic_load(&m->bits)));
-		bprintf(b, " %s\n", num);
+		strbuf_printf(b, " %s\n", num);
 		break;
 	case METRIC_HISTOGRAM:
 		for (i = 0; i <= m->nbounds; i++) {
@@ -254,13 +229,13 @@ render_one(struct buf *b, const struct metric *m)
 			} else
 				snprintf(le, sizeof(le), "le=\"+Inf\"");
 			series(b, m->name, "_bucket", m->labels, le);
-			bprintf(b, " %llu\n", (unsigned long long)cum);
+			strbuf_printf(b, " %llu\n", (unsigned long long)cum);
 		}
 		series(b, m->name, "_sum", m->labels, NULL);
 		fmt_double(num, sizeof(num), bitsd(atomic_load(&m->bits)));
-		bprintf(b, " %s\n", num);
+		strbuf_printf(b, " %s\n", num);
 		series(b, m->name, "_count", m->labels, NULL);
-		bprintf(b, " %llu\n", (unsigned long long)atomic_load(&m->count));
+		strbuf_printf(b, " %llu\n", (unsigned long long)atomic_load(&m->count));
 		break;
 	}
 }
@@ -273,10 +248,9 @@ metrics_render(void)
 		[METRIC_GAUGE] = "gauge",
 		[METRIC_HISTOGRAM] = "histogram",
 	};
-	struct buf b = { xmalloc(4096), 0, 4096 };
+	struct strbuf b = STRBUF_INIT;
 	struct metric *m, *o;
 
-	b.p[0] = '\0';
 	pthread_mutex_lock(&registry_lock);
 	/* Every series of one name together, under one HELP/TYPE. */
 	for (m = registry_head; m != NULL; m = m->next) {
@@ -285,12 +259,12 @@ metrics_render(void)
 				break;
 		if (o != m)
 			continue;
-		bprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help,
+		strbuf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help,
 		    m->name, type_names[m->type]);
 		for (o = m; o != NULL; o = o->next)
 			if (strcmp(o->name, m->name) == 0)
 				render_one(&b, o);
 	}
 	pthread_mutex_unlock(&registry_lock);
-	return b.p;
+	return strbuf_take(&b);
 }

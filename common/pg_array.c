@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util.h"
 
 #define ARRAY_HEADER 20	/* ndim, flags, oid, dim, lower bound */
 
@@ -24,17 +23,17 @@ put32(char *p, uint32_t v)
 void
 pg_array_init(struct pg_array *a, uint32_t elem_oid)
 {
+	static const char room[ARRAY_HEADER];
+
 	memset(a, 0, sizeof(*a));
 	a->oid = elem_oid;
-	a->cap = 4096;
-	a->buf = xmalloc(a->cap);
-	a->len = ARRAY_HEADER;
+	strbuf_add(&a->b, room, ARRAY_HEADER);
 }
 
 void
 pg_array_reset(struct pg_array *a)
 {
-	a->len = ARRAY_HEADER;
+	strbuf_truncate(&a->b, ARRAY_HEADER);
 	a->n = 0;
 	a->has_null = 0;
 }
@@ -42,19 +41,12 @@ pg_array_reset(struct pg_array *a)
 void
 pg_array_add(struct pg_array *a, const void *p, int len)
 {
-	size_t need = a->len + 4 + (len > 0 ? (size_t)len : 0);
+	char n[4];
 
-	if (need > a->cap) {
-		while (a->cap < need)
-			a->cap *= 2;
-		a->buf = xrealloc(a->buf, a->cap);
-	}
-	put32(a->buf + a->len, (uint32_t)len);
-	a->len += 4;
-	if (len > 0) {
-		memcpy(a->buf + a->len, p, (size_t)len);
-		a->len += (size_t)len;
-	}
+	put32(n, (uint32_t)len);
+	strbuf_add(&a->b, n, 4);
+	if (len > 0)
+		strbuf_add(&a->b, p, (size_t)len);
 	if (len < 0)
 		a->has_null = 1;
 	a->n++;
@@ -63,34 +55,39 @@ pg_array_add(struct pg_array *a, const void *p, int len)
 const char *
 pg_array_value(struct pg_array *a, int *len)
 {
+	char *h = a->b.p;
+
 	if (a->n == 0) {
 		/* An empty array has no dimensions: a 12-byte header. */
-		put32(a->buf + 8, 0);
-		put32(a->buf + 12, 0);
-		put32(a->buf + 16, a->oid);
+		put32(h + 8, 0);
+		put32(h + 12, 0);
+		put32(h + 16, a->oid);
 		*len = 12;
-		return a->buf + 8;
+		return h + 8;
 	}
-	put32(a->buf, 1);
-	put32(a->buf + 4, (uint32_t)a->has_null);
-	put32(a->buf + 8, a->oid);
-	put32(a->buf + 12, (uint32_t)a->n);
-	put32(a->buf + 16, 1);
-	*len = (int)a->len;
-	return a->buf;
+	put32(h, 1);
+	put32(h + 4, (uint32_t)a->has_null);
+	put32(h + 8, a->oid);
+	put32(h + 12, (uint32_t)a->n);
+	put32(h + 16, 1);
+	*len = (int)a->b.len;
+	return h;
 }
 
 void
 pg_array_free(struct pg_array *a)
 {
-	free(a->buf);
+	strbuf_free(&a->b);
 	memset(a, 0, sizeof(*a));
 }
 
 void
 pg_array_add_text(struct pg_array *a, const char *s)
 {
-	pg_array_add(a, s, (int)strlen(s));
+	if (s == NULL)
+		pg_array_add(a, NULL, -1);
+	else
+		pg_array_add(a, s, (int)strlen(s));
 }
 
 void

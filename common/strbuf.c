@@ -46,6 +46,10 @@ strbuf_json_string(struct strbuf *b, const char *s)
 	char esc[7];
 	size_t n;
 
+	if (s == NULL) {
+		strbuf_add(b, "null", 4);
+		return;
+	}
 	strbuf_add(b, "\"", 1);
 	while (*s != '\0') {
 		/* the run that needs no escape */
@@ -96,6 +100,15 @@ strbuf_printf(struct strbuf *b, const char *fmt, ...)
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
+}
+
+void
+strbuf_truncate(struct strbuf *b, size_t len)
+{
+	if (b->p == NULL || len > b->len)
+		return;
+	b->len = len;
+	b->p[len] = '\0';
 }
 
 char *

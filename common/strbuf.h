@@ -24,9 +24,13 @@ void strbuf_printf(struct strbuf *b, const char *fmt, ...)
  * Appends s as a JSON string literal, quotes included, escaped as jansson's
  * json_dumps escapes it (", \, control characters; UTF-8 passes as is),
  * so a hand-built document reads byte for byte like a dumped one. s must
- * be valid UTF-8.
+ * be valid UTF-8; s NULL appends null. With strbuf_printf for numbers, the
+ * one way the programs write JSON text (jansson parses; its trees are for
+ * documents whose shape varies: reports, run records, error bodies).
  */
 void strbuf_json_string(struct strbuf *b, const char *s);
+/* Keeps the first len bytes (len <= b->len) and the allocation. */
+void strbuf_truncate(struct strbuf *b, size_t len);
 /* The string, owned by the caller ("" when nothing was added); b is emptied. */
 char *strbuf_take(struct strbuf *b);
 void strbuf_free(struct strbuf *b);

@@ -31,6 +31,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "legacy_render.h"
 
@@ -56,8 +57,7 @@ struct job {
 	/* while in flight */
 	CURL *easy;
 	struct curl_slist *headers;
-	char *answer;
-	size_t answer_len;
+	struct strbuf answer;
 	int too_big;
 };
 
@@ -106,7 +106,7 @@ job_free(struct job *j)
 	if (j == NULL)
 		return;
 	free(j->ship_to);
-	free(j->answer);
+	strbuf_free(&j->answer);
 	curl_slist_free_all(j->headers);
 	free(j);
 }
@@ -207,31 +207,26 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	struct job *j = userdata;
 	size_t n = size * nmemb;
 
-	if (j->answer_len + n > ANSWER_MAX) {
+	if (j->answer.len + n > ANSWER_MAX) {
 		j->too_big = 1;
 		return 0;	/* aborts the transfer */
 	}
-	j->answer = xrealloc(j->answer, j->answer_len + n + 1);
-	memcpy(j->answer + j->answer_len, ptr, n);
-	j->answer_len += n;
-	j->answer[j->answer_len] = '\0';
+	strbuf_add(&j->answer, ptr, n);
 	return n;
 }
 
 static char *
 request_body(const struct job *j)
 {
-	json_t *s = json_string(j->ship_to);
-	char *ship = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-	char total[32], *out;
+	struct strbuf b = STRBUF_INIT;
+	char total[32];
 
-	json_decref(s);
 	legacy_format_total(j->cents, total, sizeof(total));
-	out = xasprintf("{\"correlationId\":\"%s\",\"payrollId\":%" PRId64
-	    ",\"shipTo\":%s,\"total\":%s}", j->correlation_id, j->payroll_id,
-	    ship ? ship : "null", total);
-	free(ship);
-	return out;
+	strbuf_printf(&b, "{\"correlationId\":\"%s\",\"payrollId\":%" PRId64
+	    ",\"shipTo\":", j->correlation_id, j->payroll_id);
+	strbuf_json_string(&b, j->ship_to);
+	strbuf_printf(&b, ",\"total\":%s}", total);
+	return strbuf_take(&b);
 }
 
 static void
@@ -307,7 +302,7 @@ read_answer(struct job *j, CURLcode cc, struct experiment_observation *obs)
 		return status >= 400 ? OUT_HTTP_4XX : OUT_BAD_ANSWER;
 	}
 	o = OUT_BAD_ANSWER;
-	root = json_loadb(j->answer ? j->answer : "", j->answer_len,
+	root = json_loadb(j->answer.p ? j->answer.p : "", j->answer.len,
 	    JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s}",
 	    "correlationId", &cid, "destination", &dest, "subject", &subj,

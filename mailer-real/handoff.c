@@ -19,7 +19,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "common/sql_array.h"
+#include "common/pg_array.h"
 #include "common/util.h"
 
 struct handoff {
@@ -82,9 +82,11 @@ static void
 record_acks(struct handoff *h, PGconn *conn)
 {
 	char (*acks)[IDS_UUID_LEN + 1];
-	struct sql_array arr = { 0 };
+	static const int formats[1] = { 1 };
+	struct pg_array arr;
 	size_t n, i;
 	const char *params[1];
+	int lengths[1];
 	PGresult *res;
 
 	pthread_mutex_lock(&h->lock);
@@ -96,10 +98,12 @@ record_acks(struct handoff *h, PGconn *conn)
 	if (n == 0)
 		return;
 
+	pg_array_init(&arr, PG_OID_UUID);
 	for (i = 0; i < n; i++)
-		sql_array_text(&arr, acks[i]);
-	params[0] = sql_array_done(&arr);
-	res = PQexecParams(conn, ack_sql, 1, NULL, params, NULL, NULL, 0);
+		if (pg_array_add_uuid(&arr, acks[i]) == -1)	/* the spy's answer */
+			log_warnx("handoff: acknowledgement for %s: not a UUID", acks[i]);
+	params[0] = pg_array_value(&arr, &lengths[0]);
+	res = PQexecParams(conn, ack_sql, 1, NULL, params, lengths, formats, 0);
 	if (PQresultStatus(res) == PGRES_COMMAND_OK) {
 		metrics_inc(h->m_acked, (double)n);
 		free(acks);
@@ -113,7 +117,7 @@ record_acks(struct handoff *h, PGconn *conn)
 		free(acks);
 	}
 	PQclear(res);
-	sql_array_free(&arr);
+	pg_array_free(&arr);
 }
 
 /* Hands the due rows to the spy again. Returns how many, -1 on a store problem. */

@@ -1,6 +1,6 @@
 /*
  * outbox: see outbox.h. Batches travel to PostgreSQL as arrays
- * (common/sql_array.h, unnest()ed by the server), so a group commit of a
+ * (common/pg_array.h, unnest()ed by the server), so a group commit of a
  * hundred payrolls costs three statements, not two hundred.
  */
 #include "outbox.h"
@@ -14,7 +14,7 @@
 
 #include "common/db.h"
 #include "common/log.h"
-#include "common/sql_array.h"
+#include "common/pg_array.h"
 #include "common/util.h"
 #include "legacy_render.h"
 
@@ -77,17 +77,20 @@ static const char replay_sql[] =
 static int
 find_replays(PGconn *conn, struct outbox_item **it, size_t n)
 {
-	struct sql_array keys = { 0 };
+	static const int formats[1] = { 1 };
+	struct pg_array keys;
 	const char *params[1];
+	int lengths[1];
 	PGresult *res = NULL;
 	int rc = -1, r, rows;
 	size_t i;
 
+	pg_array_init(&keys, PG_OID_TEXT);
 	for (i = 0; i < n; i++)
 		if (it[i]->id == 0)
-			sql_array_text(&keys, it[i]->idem_key);
-	params[0] = sql_array_done(&keys);
-	res = PQexecParams(conn, replay_sql, 1, NULL, params, NULL, NULL, 0);
+			pg_array_add_text(&keys, it[i]->idem_key);
+	params[0] = pg_array_value(&keys, &lengths[0]);
+	res = PQexecParams(conn, replay_sql, 1, NULL, params, lengths, formats, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warnx("outbox: idempotency lookup: %s", db_error(conn, res));
 		goto done;
@@ -122,7 +125,7 @@ find_replays(PGconn *conn, struct outbox_item **it, size_t n)
 	rc = 0;
 done:
 	PQclear(res);
-	sql_array_free(&keys);
+	pg_array_free(&keys);
 	return rc;
 }
 
@@ -131,15 +134,22 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 {
 	const struct outbox_config *cfg = arg;
 	struct outbox_item **it = (struct outbox_item **)items;
-	struct sql_array a[9];
+	/* bigint, text, bigint, text, text, uuid, text, text, text; then $10 */
+	static const uint32_t types[9] = { PG_OID_INT8, PG_OID_TEXT, PG_OID_INT8,
+		PG_OID_TEXT, PG_OID_TEXT, PG_OID_UUID, PG_OID_TEXT, PG_OID_TEXT,
+		PG_OID_TEXT };
+	static const int formats[10] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 };
+	struct pg_array a[9];
 	const char *params[10];
+	int lengths[10] = { 0 };
 	char count[24], err[256];
 	PGresult *res = NULL;
 	struct legacy_mail m;
 	int rc = -1, r, need_replay = 0;
 	size_t i, k;
 
-	memset(a, 0, sizeof(a));
+	for (k = 0; k < 9; k++)
+		pg_array_init(&a[k], types[k]);
 	snprintf(count, sizeof(count), "%zu", n);
 	params[0] = count;
 	res = PQexecParams(conn, "SELECT nextval(pg_get_serial_sequence("
@@ -164,15 +174,21 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 		it[i]->destination = xstrdup(m.destination);
 		free(it[i]->status);
 		it[i]->status = xstrdup(cfg->initial_status);
-		sql_array_int(&a[0], id);
-		sql_array_text(&a[1], it[i]->ship_to);
-		sql_array_int(&a[2], it[i]->total_cents);
-		sql_array_text(&a[3], it[i]->idem_key);
-		sql_array_text(&a[4], it[i]->idem_key ? it[i]->request_hash : NULL);
-		sql_array_text(&a[5], it[i]->correlation_id);
-		sql_array_text(&a[6], m.destination);
-		sql_array_text(&a[7], m.subject);
-		sql_array_text(&a[8], m.body);
+		pg_array_add_int8(&a[0], id);
+		pg_array_add_text(&a[1], it[i]->ship_to);
+		pg_array_add_int8(&a[2], it[i]->total_cents);
+		pg_array_add_text(&a[3], it[i]->idem_key);
+		pg_array_add_text(&a[4], it[i]->idem_key ? it[i]->request_hash : NULL);
+		if (pg_array_add_uuid(&a[5], it[i]->correlation_id) == -1) {
+			/* made by ids_uuid; anything else is a bug */
+			log_error("outbox: correlation id %s is not a UUID",
+			    it[i]->correlation_id);
+			legacy_mail_clear(&m);
+			goto done;
+		}
+		pg_array_add_text(&a[6], m.destination);
+		pg_array_add_text(&a[7], m.subject);
+		pg_array_add_text(&a[8], m.body);
 		legacy_mail_clear(&m);
 	}
 	/* remember the ids we asked for, to tell inserted from replayed */
@@ -182,9 +198,10 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 			want[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
 		PQclear(res);
 		for (k = 0; k < 9; k++)
-			params[k] = sql_array_done(&a[k]);
+			params[k] = pg_array_value(&a[k], &lengths[k]);
 		params[9] = cfg->initial_status;
-		res = PQexecParams(conn, insert_sql, 10, NULL, params, NULL, NULL, 0);
+		res = PQexecParams(conn, insert_sql, 10, NULL, params, lengths,
+		    formats, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			log_warnx("outbox: insert: %s", db_error(conn, res));
 			free(want);
@@ -207,6 +224,6 @@ outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg)
 done:
 	PQclear(res);
 	for (k = 0; k < 9; k++)
-		sql_array_free(&a[k]);
+		pg_array_free(&a[k]);
 	return rc;
 }

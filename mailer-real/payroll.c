@@ -1,6 +1,7 @@
 /*
- * payroll: see payroll.h. JSON answers are written out as text here (with
- * jansson escaping the strings) because the total must read 320.00 on the
+ * payroll: see payroll.h. JSON answers are written out as text here (in a
+ * common/strbuf, strings escaped by strbuf_json_string, the bytes jansson
+ * would give) because the total must read 320.00 on the
  * wire: exact, two decimals, as the legacy mail says it, which jansson's
  * real printing cannot promise.
  */
@@ -16,6 +17,7 @@
 #include "common/group_commit.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "common/validate.h"
 #include "common/delivery.h"
@@ -25,17 +27,6 @@
 #define IDEM_KEY_MAX 200
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 500
-
-/* A JSON string literal for s (quoted, escaped); the caller frees it. */
-static char *
-jstr(const char *s)
-{
-	json_t *v = json_string(s);
-	char *out = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
-
-	json_decref(v);
-	return out ? out : xstrdup("null");
-}
 
 struct payroll_view {
 	int64_t id;
@@ -52,39 +43,33 @@ struct payroll_view {
 static char *
 payroll_json(const struct payroll_view *v)
 {
-	char total[32], *ship = jstr(v->ship_to), *notif, *out;
+	struct strbuf b = STRBUF_INIT;
+	char total[32];
 
 	legacy_format_total(v->cents, total, sizeof(total));
+	strbuf_printf(&b, "{\"id\":%" PRId64 ",\"shipTo\":", v->id);
+	strbuf_json_string(&b, v->ship_to);
+	strbuf_printf(&b, ",\"total\":%s,\"notification\":", total);
 	if (v->correlation_id == NULL) {
-		notif = xstrdup("null");
-	} else {
-		char *dest = jstr(v->destination), *err = NULL, *sent = NULL;
-		char extra[64] = "";
-
-		if (v->attempts >= 0)
-			snprintf(extra, sizeof(extra), ",\"attempts\":%d", v->attempts);
-		if (v->last_error != NULL) {
-			char *e = jstr(v->last_error);
-			err = xasprintf(",\"lastError\":%s", e);
-			free(e);
-		}
-		if (v->sent_at != NULL) {
-			char *s = jstr(v->sent_at);
-			sent = xasprintf(",\"sentAt\":%s", s);
-			free(s);
-		}
-		notif = xasprintf("{\"correlationId\":\"%s\",\"destination\":%s,"
-		    "\"status\":\"%s\"%s%s%s}", v->correlation_id, dest, v->status,
-		    extra, err ? err : "", sent ? sent : "");
-		free(dest);
-		free(err);
-		free(sent);
+		strbuf_str(&b, "null}");
+		return strbuf_take(&b);
 	}
-	out = xasprintf("{\"id\":%" PRId64 ",\"shipTo\":%s,\"total\":%s,"
-	    "\"notification\":%s}", v->id, ship, total, notif);
-	free(ship);
-	free(notif);
-	return out;
+	strbuf_printf(&b, "{\"correlationId\":\"%s\",\"destination\":",
+	    v->correlation_id);
+	strbuf_json_string(&b, v->destination);
+	strbuf_printf(&b, ",\"status\":\"%s\"", v->status);
+	if (v->attempts >= 0)
+		strbuf_printf(&b, ",\"attempts\":%d", v->attempts);
+	if (v->last_error != NULL) {
+		strbuf_str(&b, ",\"lastError\":");
+		strbuf_json_string(&b, v->last_error);
+	}
+	if (v->sent_at != NULL) {
+		strbuf_str(&b, ",\"sentAt\":");
+		strbuf_json_string(&b, v->sent_at);
+	}
+	strbuf_str(&b, "}}");
+	return strbuf_take(&b);
 }
 
 static void
@@ -382,10 +367,10 @@ payroll_list(struct http_request *req, void *arg)
 	const char *ls = http_request_query(req, "limit");
 	const char *as = http_request_query(req, "after");
 	int64_t limit = PAGE_DEFAULT, after = 0;
-	char ltext[24], atext[24], *sql, *out, *item;
+	char ltext[24], atext[24], *sql, *item;
 	const char *params[2] = { atext, ltext };
+	struct strbuf out = STRBUF_INIT;
 	PGresult *res;
-	size_t olen, cap;
 	int r, rows, shown;
 
 	if (ls != NULL && (parse_id(ls, 1, &limit) != 0 || limit > PAGE_MAX)) {
@@ -408,30 +393,21 @@ payroll_list(struct http_request *req, void *arg)
 		return;
 	rows = PQntuples(res);
 	shown = rows > limit ? (int)limit : rows;
-	cap = 256;
-	out = xmalloc(cap);
-	olen = (size_t)snprintf(out, cap, "{\"items\":[");
+	strbuf_str(&out, "{\"items\":[");
 	for (r = 0; r < shown; r++) {
-		size_t n;
 		item = row_json(res, r);
-		n = strlen(item);
-		while (olen + n + 64 > cap) {
-			cap *= 2;
-			out = xrealloc(out, cap);
-		}
 		if (r > 0)
-			out[olen++] = ',';
-		memcpy(out + olen, item, n);
-		olen += n;
+			strbuf_add(&out, ",", 1);
+		strbuf_str(&out, item);
 		free(item);
 	}
 	if (rows > limit)
-		snprintf(out + olen, cap - olen, "],\"next\":\"%s\"}",
+		strbuf_printf(&out, "],\"next\":\"%s\"}",
 		    PQgetvalue(res, shown - 1, 0));
 	else
-		snprintf(out + olen, cap - olen, "],\"next\":null}");
+		strbuf_str(&out, "],\"next\":null}");
 	PQclear(res);
-	reply_text_json(req, 200, out);
+	reply_text_json(req, 200, strbuf_take(&out));
 }
 
 static void

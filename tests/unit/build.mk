@@ -4,10 +4,9 @@
 $(eval $(call unit_test,test_config,$(call common,config log util)))
 $(eval $(call unit_test,test_experiment,$(call common,experiment log util)))
 $(eval $(call unit_test,test_validate,$(call common,validate ids),jansson uuid))
-$(eval $(call unit_test,test_metrics,$(call common,metrics ids log util),uuid))
+$(eval $(call unit_test,test_metrics,$(call common,metrics ids strbuf log util),uuid))
 $(eval $(call unit_test,test_smtp_send,$(call common,smtp_send log util strbuf), \
 	libesmtp-1.0 libssl libcrypto))
-$(eval $(call unit_test,test_sql_array,$(call common,sql_array log util)))
-$(eval $(call unit_test,test_pg_array,$(call common,pg_array log util)))
+$(eval $(call unit_test,test_pg_array,$(call common,pg_array strbuf log util)))
 $(eval $(call unit_test,test_strbuf,$(call common,strbuf log util),jansson))
 $(eval $(call unit_test,test_thread,$(call common,log util)))

@@ -69,7 +69,15 @@ test_binary_null(void **state)
 	p = pg_array_value(&a, &len);
 	assert_int_equal(len, (int)sizeof(want));
 	assert_memory_equal(p, want, sizeof(want));
+	/* a NULL string is SQL NULL too */
+	pg_array_reset(&a);
+	pg_array_add_text(&a, NULL);
+	pg_array_add_text(&a, "z");
+	p = pg_array_value(&a, &len);
+	assert_int_equal(len, (int)sizeof(want));
+	assert_memory_equal(p, want, sizeof(want));
 	pg_array_free(&a);
+	pg_array_free(&a);		/* freeing twice is harmless */
 }
 
 static void
