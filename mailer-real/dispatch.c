@@ -27,12 +27,12 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "common/experiment.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "experiment.h"
 #include "legacy_render.h"
 
 #define ANSWER_MAX (256 * 1024)

@@ -9,7 +9,7 @@
  * /notifications in flight at once, keep-alive connections to the spy, a
  * total timeout per request, Authorization: Bearer when a token is set.
  *
- * Each answer feeds the online experiment (common/experiment): the spy's
+ * Each answer feeds the online experiment (mailer-real/experiment): the spy's
  * recorded (destination, subject, body) is the candidate, the legacy
  * renderer run again here is the control. Counters and timings go to
  * /metrics; a mismatch is logged with its correlation id.

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/experiment: each Scientist semantic pinned down.
+ * Unit tests for mailer-real/experiment: each Scientist semantic pinned down.
  * The control's value is what the caller gets; a raising candidate is
  * counted, never raised; ignore predicates count apart from matches;
  * percentage 0/100 and run_if gate the candidate; publish runs exactly once
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "common/experiment.h"
+#include "mailer-real/experiment.h"
 #include "common/util.h"
 
 struct probe {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "util.h"
+#include "common/util.h"
 
 struct experiment {
 	struct experiment_config cfg;
