@@ -64,7 +64,7 @@ rec_of(struct gc_item *it)
 /* The batch as five arrays, unnest()ed by the server: one statement
  * whatever the batch size, prepared once per connection, so the server
  * neither parses nor plans it per batch. The statement queues its new rows
- * for the reconciler itself (reconcile_queue, sql/micro.sql version 4): the
+ * for the reconciler itself (reconcile_queue, sql/queue.sql, version 4): the
  * session says so with reconcile_queue.caller_keeps, and the table's row
  * trigger, which would queue them one by one, stays out. */
 #define INSERT_STMT "spy_insert"
@@ -425,8 +425,8 @@ store_schema_ok(const char *conninfo, int live, char *err, size_t errlen)
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		snprintf(err, errlen, "postgresMicro has no reconcile_queue; apply "
-		    "sql/micro.sql (schema version 3 or later) to postgresMicro "
-		    "first");
+		    "sql/micro.sql and sql/queue.sql (schema version 3 or later) "
+		    "to postgresMicro first");
 		rc = 0;
 	} else if (live && strcmp(PQgetvalue(res, 0, 1), "5") != 0) {
 		snprintf(err, errlen, "spied_mail has no delivery columns; apply "

@@ -51,8 +51,8 @@ class ScratchDbs:
         self.mono_name, self.micro_name = "mono_" + tag, "micro_" + tag
         self.mono = with_db(harness.MONO_URL, self.mono_name)
         self.micro = with_db(harness.MICRO_URL, self.micro_name)
-        self._create(harness.MONO_URL, self.mono_name, ("mono.sql", "reconciler.sql"))
-        self._create(harness.MICRO_URL, self.micro_name, ("micro.sql",))
+        self._create(harness.MONO_URL, self.mono_name, ("mono.sql", "queue.sql", "reconciler.sql"))
+        self._create(harness.MICRO_URL, self.micro_name, ("micro.sql", "queue.sql"))
 
     @staticmethod
     def _create(url, name, files):

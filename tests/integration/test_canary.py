@@ -255,7 +255,7 @@ class StepGates(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.mono = scratch_db(harness.MONO_URL, "canary_gates", ["mono.sql", "reconciler.sql"])
+        cls.mono = scratch_db(harness.MONO_URL, "canary_gates", ["mono.sql", "queue.sql", "reconciler.sql"])
 
     def setUp(self):
         harness.execute(self.mono, "truncate reconciliation_mismatch, reconciliation_run")
@@ -391,8 +391,8 @@ class RealServices(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.mono = scratch_db(harness.MONO_URL, "canary_mono", ["mono.sql", "reconciler.sql"])
-        cls.micro = scratch_db(harness.MICRO_URL, "canary_micro", ["micro.sql"])
+        cls.mono = scratch_db(harness.MONO_URL, "canary_mono", ["mono.sql", "queue.sql", "reconciler.sql"])
+        cls.micro = scratch_db(harness.MICRO_URL, "canary_micro", ["micro.sql", "queue.sql"])
 
     def setUp(self):
         self.services = []

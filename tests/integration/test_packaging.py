@@ -199,14 +199,22 @@ class Compose(unittest.TestCase):
 
     def test_every_schema_is_an_init_script(self):
         svc = self.config["services"]
-        where = {"mono.sql": "postgres-mono", "reconciler.sql": "postgres-mono",
-                 "micro.sql": "postgres-micro"}
+        where = {"mono.sql": ["postgres-mono"], "reconciler.sql": ["postgres-mono"],
+                 "micro.sql": ["postgres-micro"],
+                 "queue.sql": ["postgres-mono", "postgres-micro"]}
         for f in sorted(os.listdir(os.path.join(TOP, "sql"))):
             if not f.endswith(".sql"):
                 continue
             self.assertIn(f, where, f"sql/{f}: which database is it for?")
-            mounts = [src for src, _ in binds(svc[where[f]])]
-            self.assertIn(os.path.join(TOP, "sql", f), mounts)
+            for service in where[f]:
+                mounts = [src for src, _ in binds(svc[service])]
+                self.assertIn(os.path.join(TOP, "sql", f), mounts, service)
+        # queue.sql after the mail table's file, before reconciler.sql
+        for service, order in (("postgres-mono", ["mono.sql", "queue.sql", "reconciler.sql"]),
+                               ("postgres-micro", ["micro.sql", "queue.sql"])):
+            inits = sorted((dst, os.path.basename(src)) for src, dst in binds(svc[service])
+                           if dst.startswith("/docker-entrypoint-initdb.d/"))
+            self.assertEqual([f for _, f in inits], order, service)
 
     def test_nginx_serves_the_generated_files(self):
         nginx = self.config["services"]["nginx"]

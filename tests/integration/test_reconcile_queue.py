@@ -25,8 +25,8 @@ from canary_env import scratch_db
 from harness import MICRO_URL, MONO_URL, TOP
 from reconciler_util import RECONCILER, q
 
-TABLES = (("mono", MONO_URL, "sent_mail", ["mono.sql", "reconciler.sql"]),
-          ("micro", MICRO_URL, "spied_mail", ["micro.sql"]))
+TABLES = (("mono", MONO_URL, "sent_mail", ["mono.sql", "queue.sql", "reconciler.sql"]),
+          ("micro", MICRO_URL, "spied_mail", ["micro.sql", "queue.sql"]))
 
 
 def queue_matches(tc, url, table, what):
@@ -201,6 +201,8 @@ class MigrationFromVersion2(unittest.TestCase):
         for side, url, table, files in TABLES:
             u = scratch_db(url, f"queue_v2_{side}", [])
             for f in files:
+                if f == "queue.sql":
+                    continue        # the queue came with version 3
                 q(u, self.old_sql(f) if f != "reconciler.sql" else
                   open(os.path.join(TOP, "sql", f)).read())
             self.assertEqual(q(u, "select to_regclass('reconcile_queue')")[0][0], None)
@@ -257,8 +259,9 @@ class MigrationFromVersion3(unittest.TestCase):
             with self.subTest(side=side):
                 u = scratch_db(url, f"queue_v3_{side}", [])
                 for f in files:
-                    q(u, old[f] if f in old else
-                      open(os.path.join(TOP, "sql", f)).read())
+                    if f != "queue.sql":    # version 3's files held the queue
+                        q(u, old[f] if f in old else
+                          open(os.path.join(TOP, "sql", f)).read())
                 PAYROLL[u] = (q(u, "insert into payroll (ship_to, total) values ('t', 1)"
                                    " returning id")[0][0] if table == "sent_mail" else 1)
                 self.assertEqual(q(u, "select tgtype & 1 from pg_trigger where tgname = %s",
@@ -267,7 +270,8 @@ class MigrationFromVersion3(unittest.TestCase):
                 insert(u, table, [f"w{i}" for i in range(10)], consumed=True)
                 self.assertEqual(queue_matches(self, u, table, "v3 inserts"), 30)
                 for _ in (1, 2):
-                    q(u, open(os.path.join(TOP, "sql", files[0])).read())
+                    for f in files[:2]:     # the mail table's file, queue.sql
+                        q(u, open(os.path.join(TOP, "sql", f)).read())
                     self.assertEqual(q(u, "select tgtype & 1 from pg_trigger where"
                                           " tgname = %s", (f"{table}_queue_insert",))[0][0], 1)
                     self.assertEqual(queue_matches(self, u, table, "migration"), 30)
@@ -287,7 +291,7 @@ class SpyQueuesWhatItRecords(unittest.TestCase):
         """mailer-spy's batch queues its new rows in its own statement: with
         the table's INSERT trigger disabled every recorded row is still
         queued, and a repeated id (200, nothing written) queues nothing."""
-        u = scratch_db(MICRO_URL, "queue_spy", ["micro.sql"])
+        u = scratch_db(MICRO_URL, "queue_spy", ["micro.sql", "queue.sql"])
         q(u, "alter table spied_mail disable trigger spied_mail_queue_insert")
         spy = harness.Service("mailer-spy", env={"MICRO_DATABASE_URL": u,
                                                   "SPY_MODE": "spy"},
