@@ -545,8 +545,8 @@ class Docs(unittest.TestCase):
         from canary_env import scratch_db
         m = re.search(r"## Reading the report.*?```\n(.*?)```", read("README.md"), re.S)
         sample = m.group(1).splitlines()
-        mono = scratch_db(harness.MONO_URL, "readme_mono", ["mono.sql", "reconciler.sql"])
-        micro = scratch_db(harness.MICRO_URL, "readme_micro", ["micro.sql"])
+        mono = scratch_db(harness.MONO_URL, "readme_mono", ["mono.sql", "queue.sql", "reconciler.sql"])
+        micro = scratch_db(harness.MICRO_URL, "readme_micro", ["micro.sql", "queue.sql"])
         p = subprocess.run([os.path.join(BIN_DIR, "reconciler"), "run", "--grace", "0"],
                            env=dict(os.environ, MONO_DATABASE_URL=mono, MICRO_DATABASE_URL=micro),
                            capture_output=True, text=True, timeout=60)
