@@ -25,8 +25,8 @@ RECONCILER = os.path.join(harness.BIN_DIR, "reconciler")
 class Purge(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.mono = scratch_db(harness.MONO_URL, "purge_mono", ["mono.sql", "reconciler.sql"])
-        cls.micro = scratch_db(harness.MICRO_URL, "purge_micro", ["micro.sql"])
+        cls.mono = scratch_db(harness.MONO_URL, "purge_mono", ["mono.sql", "queue.sql", "reconciler.sql"])
+        cls.micro = scratch_db(harness.MICRO_URL, "purge_micro", ["micro.sql", "queue.sql"])
 
     def setUp(self):
         harness.execute(self.mono, "truncate reconciliation_mismatch, reconciliation_run, "
