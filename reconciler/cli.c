@@ -6,6 +6,7 @@
 #include "reconciler/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +18,19 @@
 #include "reconciler/report.h"
 
 static const char synopsis[] =
-    "[run|report [RUN_ID]|mismatches [--all]|ack MISMATCH_ID|purge] [options]\n\n"
+    "[run|report [RUN_ID]|mismatches [--all]|ack MISMATCH_ID|purge|clusters|\n"
+    "    rule --cluster ID|serve] [options]\n\n"
     "  run          compare both stores, record mismatches, consume matches\n"
     "  report       show a run (the latest without RUN_ID)\n"
-    "  mismatches   list the open (unresolved) mismatches (--all: every one)\n"
+    "  mismatches   list the open (unresolved) mismatches (--all: every one;\n"
+    "               --cluster ID: one cluster's)\n"
     "  ack          resolve a mismatch by hand and consume its rows\n"
+    "               (--cluster ID --note TEXT: every open one of a cluster)\n"
     "  purge        delete consumed mail and resolved mismatches older than\n"
-    "               --older-than DAYS, on both databases\n\n"
+    "               --older-than DAYS, on both databases\n"
+    "  clusters     list clusters with open mismatches (--all: every one)\n"
+    "  rule         print the noise rule that would ignore a cluster\n"
+    "  serve        the web console (RECONCILER_WEB_PORT)\n\n"
     "exit: 0 no new mismatch, 1 new mismatches, 2 usage, 3 database, 4 locked";
 
 static const struct config_option options[] = {
@@ -65,6 +72,17 @@ static const struct config_option options[] = {
 	{ .flag = "note", .type = CONFIG_STRING,
 	  .help = "ack: why it was resolved by hand",
 	  .offset = offsetof(struct cli, note) },
+	{ .flag = "cluster", .type = CONFIG_INT, .min = 1, .max = LONG_MAX,
+	  .help = "mismatches, ack, rule: the cluster ID",
+	  .offset = offsetof(struct cli, cluster) },
+	{ .env = "RECONCILER_WEB_PORT", .flag = "web-port", .type = CONFIG_INT,
+	  .def = "8090", .min = 1, .max = 65535,
+	  .help = "serve: port (127.0.0.1 only unless a token is set)",
+	  .offset = offsetof(struct cli, web_port) },
+	{ .env = "RECONCILER_WEB_TOKEN", .flag = "web-token",
+	  .type = CONFIG_STRING,
+	  .help = "serve: bearer token / login; set: listen on every address",
+	  .offset = offsetof(struct cli, web_token) },
 	{ .env = "LOG_LEVEL", .flag = "log-level", .type = CONFIG_CHOICE,
 	  .def = "info", .choices = "debug|info|warn|error",
 	  .help = "log level", .offset = offsetof(struct cli, log_level) },
@@ -82,8 +100,11 @@ static const struct {
 	{ "run", CMD_RUN, 0, 0 },
 	{ "report", CMD_REPORT, 0, 1 },
 	{ "mismatches", CMD_MISMATCHES, 0, 0 },
-	{ "ack", CMD_ACK, 1, 1 },
+	{ "ack", CMD_ACK, 0, 1 },
 	{ "purge", CMD_PURGE, 0, 0 },
+	{ "clusters", CMD_CLUSTERS, 0, 0 },
+	{ "rule", CMD_RULE, 0, 0 },
+	{ "serve", CMD_SERVE, 0, 0 },
 };
 
 void
@@ -190,7 +211,7 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 			break;
 	if (k == sizeof(commands) / sizeof(commands[0])) {
 		snprintf(err, errlen, "unknown command '%s' (run, report, "
-		    "mismatches, ack, purge)", word);
+		    "mismatches, ack, purge, clusters, rule, serve)", word);
 		return -1;
 	}
 	c->command = commands[k].cmd;
@@ -198,7 +219,30 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 	if (nargs < commands[k].min_args || nargs > commands[k].max_args) {
 		snprintf(err, errlen, "%s: %s", word, commands[k].max_args == 0 ?
 		    "takes no arguments" : commands[k].min_args ?
-		    "needs exactly one id" : "takes at most one RUN_ID");
+		    "needs exactly one id" : commands[k].cmd == CMD_ACK ?
+		    "needs exactly one id (MISMATCH_ID) or --cluster ID" :
+		    "takes at most one RUN_ID");
+		return -1;
+	}
+	if (c->command == CMD_ACK && (nargs == 1) == (c->cluster != 0)) {
+		snprintf(err, errlen, "ack: needs exactly one id (MISMATCH_ID) or --cluster "
+		    "ID");
+		return -1;
+	}
+	if (c->cluster != 0 && c->command != CMD_ACK &&
+	    c->command != CMD_MISMATCHES && c->command != CMD_RULE) {
+		snprintf(err, errlen, "--cluster only goes with mismatches, ack "
+		    "and rule");
+		return -1;
+	}
+	if (c->command == CMD_RULE && c->cluster == 0) {
+		snprintf(err, errlen, "rule: needs --cluster ID");
+		return -1;
+	}
+	if (c->command == CMD_ACK && c->cluster != 0 &&
+	    (c->note == NULL || c->note[0] == '\0')) {
+		snprintf(err, errlen, "ack --cluster: needs --note TEXT (why a "
+		    "whole cluster is acknowledged)");
 		return -1;
 	}
 	for (i = argind; i < argc; i++)
@@ -215,16 +259,17 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		    "--mono");
 		return -1;
 	}
-	if (c->micro_url == NULL &&
-	    (c->command == CMD_RUN || c->command == CMD_ACK ||
-	    c->command == CMD_PURGE)) {
+	if (c->micro_url == NULL && (c->command == CMD_RUN ||
+	    c->command == CMD_ACK || c->command == CMD_PURGE ||
+	    c->command == CMD_SERVE)) {
 		snprintf(err, errlen, "no postgresMicro: set MICRO_DATABASE_URL or "
 		    "--micro");
 		return -1;
 	}
 	if (check_conninfo(c->mono_url, "mono", "MONO_DATABASE_URL", err,
 	    errlen) == -1 || ((c->command == CMD_RUN || c->command == CMD_ACK ||
-	    c->command == CMD_PURGE) && check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
+	    c->command == CMD_PURGE || c->command == CMD_SERVE) &&
+	    check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
 	    errlen) == -1))
 		return -1;
 	if (c->command == CMD_PURGE && c->older_than == 0) {
@@ -240,7 +285,8 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "--note only goes with ack");
 		return -1;
 	}
-	if ((c->open || c->all) && c->command != CMD_MISMATCHES) {
+	if ((c->open || c->all) && c->command != CMD_MISMATCHES &&
+	    c->command != CMD_CLUSTERS) {
 		snprintf(err, errlen, "--%s only goes with mismatches", c->open ?
 		    "open" : "all");
 		return -1;

@@ -8,6 +8,11 @@
  *	reconciler mismatches [--open|--all] [--format ...]
  *	reconciler ack MISMATCH_ID [--note TEXT]
  *	reconciler purge --older-than DAYS [--dry-run]
+ *	reconciler ack --cluster ID --note TEXT
+ *	reconciler clusters [--all] [--format ...]
+ *	reconciler mismatches --cluster ID [--all]
+ *	reconciler rule --cluster ID
+ *	reconciler serve [--web-port P]
  */
 #ifndef RECONCILER_CLI_H
 #define RECONCILER_CLI_H
@@ -25,7 +30,8 @@ enum {
 	EXIT_LOCKED = 4,	/* another run holds the lock */
 };
 
-enum cli_command { CMD_RUN, CMD_REPORT, CMD_MISMATCHES, CMD_ACK, CMD_PURGE };
+enum cli_command { CMD_RUN, CMD_REPORT, CMD_MISMATCHES, CMD_ACK, CMD_PURGE,
+	CMD_CLUSTERS, CMD_RULE, CMD_SERVE };
 
 struct cli {
 	/* From the settings table. */
@@ -35,6 +41,9 @@ struct cli {
 	int dry_run, quiet, open, all;
 	const char *shard_text, *rules_file, *format_text, *note;
 	const char *log_level, *log_format;
+	long cluster;		/* --cluster ID (0: none) */
+	long web_port;
+	const char *web_token;
 	/* Derived. */
 	enum cli_command command;
 	struct shard shard;

@@ -12,6 +12,7 @@
 #include "reconciler/purge.h"
 #include "reconciler/rules.h"
 #include "reconciler/run.h"
+#include "reconciler/serve.h"
 
 /*
  * The process's peak resident memory in KiB, or -1. VmHWM, not
@@ -78,9 +79,15 @@ main(int argc, char **argv)
 	case CMD_MISMATCHES:
 		return done(run_mismatches(&c));
 	case CMD_ACK:
-		return done(run_ack(&c));
+		return done(c.cluster ? run_ack_cluster(&c) : run_ack(&c));
 	case CMD_PURGE:
 		return done(purge_run(&c));
+	case CMD_CLUSTERS:
+		return done(run_clusters(&c));
+	case CMD_RULE:
+		return done(run_rule(&c));
+	case CMD_SERVE:
+		return done(run_serve(&c));
 	}
 	return EXIT_USAGE;
 }

@@ -50,15 +50,21 @@ struct mismatch {
 	char *cid, *kind, *fields;	/* fields: "destination,body" */
 	char *mono[3], *micro[3];	/* by enum mail_field; NULL: side absent */
 	char *found_at, *resolved_at, *resolution, *note;	/* NULL when unset */
+	int64_t cluster_id;	/* 0: none yet (a dry run's, or not clustered) */
 };
 
 void mismatch_clear(struct mismatch *m);
 
+struct cluster_list;
+
 /* 1 with *m filled (owned by the iterator until the next call), 0 at the
- * end, -1 on error (the iterator's owner knows why). */
+ * end, -1 on error (the iterator's owner knows why). clusters, when set,
+ * are the clusters of what is listed: the report opens with them
+ * (clusterstore.h). */
 struct mismatch_iter {
 	int (*next)(void *ctx, struct mismatch *m);
 	void *ctx;
+	const struct cluster_list *clusters;
 };
 
 enum report_format { REPORT_TEXT, REPORT_JSON, REPORT_CSV, REPORT_HTML };
@@ -77,5 +83,10 @@ int report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 int report_json(FILE *fp, const struct run_summary *s, struct mismatch_iter *it);
 int report_csv(FILE *fp, const struct run_summary *s, struct mismatch_iter *it);
 int report_html(FILE *fp, const struct run_summary *s, struct mismatch_iter *it);
+
+/* For pages built elsewhere (the console): the report's inline CSS, and
+ * one mismatch's section with its side-by-side diff. */
+const char *report_html_style(void);
+void report_html_mismatch(FILE *fp, const struct mismatch *m);
 
 #endif

@@ -28,7 +28,7 @@ report_csv(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 	(void)s;
 	fputs("id,run_id,correlation_id,kind,fields,mono_destination,"
 	    "micro_destination,mono_subject,micro_subject,mono_body,micro_body,"
-	    "found_at,resolved_at,resolution,note\r\n", fp);
+	    "found_at,resolved_at,resolution,note,cluster_id\r\n", fp);
 	while ((rc = it->next(it->ctx, &m)) == 1) {
 		snprintf(id, sizeof(id), "%lld", (long long)m.id);
 		snprintf(run, sizeof(run), "%lld", (long long)m.run_id);
@@ -44,7 +44,9 @@ report_csv(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 		field(fp, m.found_at, 0);
 		field(fp, m.resolved_at, 0);
 		field(fp, m.resolution, 0);
-		field(fp, m.note, 1);
+		field(fp, m.note, 0);
+		snprintf(id, sizeof(id), "%lld", (long long)m.cluster_id);
+		field(fp, m.cluster_id ? id : NULL, 1);
 	}
 	return rc < 0 ? -1 : 0;
 }

@@ -12,6 +12,7 @@
 #include <git2.h>
 
 #include "common/util.h"
+#include "reconciler/clusterstore.h"
 #include "reconciler/escape.h"
 #include "reconciler/report.h"
 
@@ -301,6 +302,9 @@ mismatch(FILE *fp, const struct mismatch *m)
 		fputs(", differing: ", fp);
 		put_str(fp, m->fields);
 	}
+	if (m->cluster_id)
+		fprintf(fp, ", cluster <a href=\"/clusters/%lld\">%lld</a>",
+		    (long long)m->cluster_id, (long long)m->cluster_id);
 	if (m->resolved_at) {
 		fputs(", resolved ", fp);
 		put_str(fp, m->resolved_at);
@@ -349,6 +353,8 @@ report_html(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 	    "</head><body>\n", style);
 	if (s != NULL)
 		summary(fp, s);
+	if (it->clusters != NULL)
+		report_clusters_html(fp, it->clusters);
 	while ((rc = it->next(it->ctx, &m)) == 1) {
 		mismatch(fp, &m);
 		n++;
@@ -358,4 +364,18 @@ report_html(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 	fputs("</body></html>\n", fp);
 	git_libgit2_shutdown();
 	return rc < 0 ? -1 : 0;
+}
+
+const char *
+report_html_style(void)
+{
+	return style;
+}
+
+void
+report_html_mismatch(FILE *fp, const struct mismatch *m)
+{
+	git_libgit2_init();
+	mismatch(fp, m);
+	git_libgit2_shutdown();
 }

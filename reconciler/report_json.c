@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "reconciler/clusterstore.h"
 #include "reconciler/report.h"
 
 static const char *const field_names[3] = { "destination", "subject", "body" };
@@ -116,7 +117,10 @@ report_json(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 	} else {
 		fputs("null", fp);
 	}
-	fputs(",\n\"mismatches\": [", fp);
+	fputs(",\n", fp);
+	if (it->clusters != NULL)
+		report_clusters_json(fp, it->clusters);
+	fputs("\"mismatches\": [", fp);
 	while ((rc = it->next(it->ctx, &m)) == 1) {
 		o = json_object();
 		json_object_set_new(o, "id", m.id ? json_integer(m.id) :
@@ -132,6 +136,8 @@ report_json(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 		json_object_set_new(o, "resolved_at", jstr(m.resolved_at));
 		json_object_set_new(o, "resolution", jstr(m.resolution));
 		json_object_set_new(o, "note", jstr(m.note));
+		json_object_set_new(o, "cluster_id", m.cluster_id ?
+		    json_integer(m.cluster_id) : json_null());
 		fputs(n++ ? ",\n" : "\n", fp);
 		json_dumpf(o, fp, JSON_COMPACT);
 		json_decref(o);

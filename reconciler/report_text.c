@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconciler/clusterstore.h"
 #include "reconciler/escape.h"
 #include "reconciler/report.h"
 
@@ -65,6 +66,8 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 
 	if (s != NULL)
 		summary(fp, s);
+	if (it->clusters != NULL)
+		report_clusters_text(fp, it->clusters);
 	while ((rc = it->next(it->ctx, &m)) == 1) {
 		if (n++ == 0 && s != NULL)
 			fputc('\n', fp);
@@ -76,6 +79,8 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 			fprintf(fp, "mismatch - %s %s", m.cid, m.kind);
 		if (m.fields && m.fields[0])
 			fprintf(fp, " [%s]", m.fields);
+		if (m.cluster_id)
+			fprintf(fp, " cluster %lld", (long long)m.cluster_id);
 		if (m.resolved_at)
 			fprintf(fp, " resolved %s (%s)", m.resolved_at,
 			    m.resolution ? m.resolution : "?");

@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "reconciler/clusterstore.h"
 #include "reconciler/copy_stream.h"
 #include "reconciler/mark.h"
 #include "reconciler/merge.h"
@@ -35,6 +36,9 @@
  * for one COPY or chunks of 200,000. RECONCILER_READ_CHUNK sets it for tests.
  */
 #define READ_CHUNK_DEFAULT 200000
+
+/* Clusters a report opens with, at most (the largest). */
+#define REPORT_CLUSTERS 200
 
 struct run {
 	const struct cli *cli;
@@ -360,6 +364,7 @@ print_report(struct run *r, int new_mismatches)
 	const struct cli *c = r->cli;
 	struct run_summary s;
 	struct mismatch_iter it = { 0 };
+	struct cluster_list cl = { 0 };
 	char err[512];
 	int rc;
 
@@ -385,20 +390,26 @@ print_report(struct run *r, int new_mismatches)
 	} else {
 		if (runstore_load(r->mono_w, r->run_id, &s, err, sizeof(err)) != 1)
 			goto fail;
+		if (clusterstore_list(r->mono_w, CLUSTERS_RUN, r->run_id,
+		    REPORT_CLUSTERS, &cl, err, sizeof(err)) == -1)
+			goto fail;
 		if (runstore_mismatches(r->mono_w, RUNSTORE_RUN, r->run_id, &it,
 		    err, sizeof(err)) == -1)
 			goto fail;
+		it.clusters = &cl;
 		rc = report_write(stdout, c->format, &s, &it, err, sizeof(err));
 		if (rc == -1 && runstore_iter_error(&it)[0])
 			snprintf(err, sizeof(err), "%s", runstore_iter_error(&it));
 		runstore_iter_free(&it);
 	}
 	run_summary_clear(&s);
+	cluster_list_clear(&cl);
 	if (rc == -1)
 		log_error("report: %s", err);
 	return rc;
 fail:
 	run_summary_clear(&s);
+	cluster_list_clear(&cl);
 	log_error("report: %s", err);
 	return -1;
 }
@@ -468,6 +479,11 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 		goto fail_run;
 	r.c.mono_rows = copy_stream_rows(r.s_mono);
 	r.c.micro_rows = copy_stream_rows(r.s_micro);
+	/* Every mismatch without a cluster gets one (this run's, and any a
+	 * killed run left), before the run counts as done. */
+	if (!c->dry_run && clusterstore_assign(r.mono_w, r.err,
+	    sizeof(r.err)) == -1)
+		goto fail_run;
 	if (!c->dry_run && runstore_finish(r.mono_w, r.run_id, "done", &r.c,
 	    rules, r.hits, NULL, r.err, sizeof(r.err)) == -1)
 		goto out;
@@ -513,19 +529,50 @@ connect_mono(const struct cli *c, PGconn **conn)
 	return 0;
 }
 
+/* The clusters of what a listing shows; -1 with err, or EXIT_USAGE's
+ * case (no such cluster) as -2. */
+static int
+run_clusters_of(PGconn *mono, enum runstore_filter f, int64_t id,
+    struct cluster_list *cl, char *err, size_t errlen)
+{
+	static const enum cluster_scope scope[] = {
+		[RUNSTORE_RUN] = CLUSTERS_RUN,
+		[RUNSTORE_OPEN] = CLUSTERS_OPEN,
+		[RUNSTORE_ALL] = CLUSTERS_ALL,
+	};
+	int rc;
+
+	if (f != RUNSTORE_CLUSTER_OPEN && f != RUNSTORE_CLUSTER_ALL)
+		return clusterstore_list(mono, scope[f], id, REPORT_CLUSTERS, cl,
+		    err, errlen);
+	cl->v = xcalloc(1, sizeof(*cl->v));
+	if ((rc = clusterstore_get(mono, id, &cl->v[0], err, errlen)) == 1)
+		cl->n = 1;
+	else if (rc == 0)
+		snprintf(err, errlen, "cluster %lld does not exist",
+		    (long long)id);
+	return rc == 1 ? 0 : rc == 0 ? -2 : -1;
+}
+
 static int
 list(const struct cli *c, PGconn *mono, const struct run_summary *s,
     enum runstore_filter f, int64_t id)
 {
 	struct mismatch_iter it = { 0 };
+	struct cluster_list cl = { 0 };
 	char err[512];
 	int rc;
 
-	if (runstore_mismatches(mono, f, id, &it, err, sizeof(err)) == -1) {
+	/* The report opens with the clusters of what it lists. */
+	if ((rc = run_clusters_of(mono, f, id, &cl, err, sizeof(err))) != 0 ||
+	    runstore_mismatches(mono, f, id, &it, err, sizeof(err)) == -1) {
 		log_error("%s", err);
-		return EXIT_DB;
+		cluster_list_clear(&cl);
+		return rc == -2 ? EXIT_USAGE : EXIT_DB;
 	}
+	it.clusters = &cl;
 	rc = report_write(stdout, c->format, s, &it, err, sizeof(err));
+	cluster_list_clear(&cl);
 	if (rc == -1)
 		log_error("%s", runstore_iter_error(&it)[0] ?
 		    runstore_iter_error(&it) : err);
@@ -568,6 +615,13 @@ run_mismatches(const struct cli *c)
 
 	if (connect_mono(c, &mono) == -1)
 		return EXIT_DB;
+	if (c->cluster != 0) {
+		/* One cluster's members: open ones unless --all. */
+		code = list(c, mono, NULL, c->all ? RUNSTORE_CLUSTER_ALL :
+		    RUNSTORE_CLUSTER_OPEN, c->cluster);
+		PQfinish(mono);
+		return code;
+	}
 	/* Open ones unless --all (DESIGN.md: "lists open ones"). */
 	code = list(c, mono, NULL, c->all ? RUNSTORE_ALL : RUNSTORE_OPEN, 0);
 	PQfinish(mono);

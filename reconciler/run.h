@@ -14,4 +14,9 @@ int run_report(const struct cli *c);
 int run_mismatches(const struct cli *c);
 int run_ack(const struct cli *c);
 
+/* cmd_cluster.c: clusters, ack --cluster, rule --cluster. */
+int run_clusters(const struct cli *c);
+int run_ack_cluster(const struct cli *c);
+int run_rule(const struct cli *c);
+
 #endif

@@ -200,13 +200,34 @@ struct db_iter {
 	char err[512];
 };
 
+void
+runstore_row(const PGresult *res, int row, struct mismatch *m)
+{
+	int f;
+
+	m->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+	m->run_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+	m->cid = dup_or_null(res, row, 2);
+	m->kind = dup_or_null(res, row, 3);
+	m->fields = dup_or_null(res, row, 4);
+	for (f = 0; f < 3; f++) {
+		m->mono[f] = dup_or_null(res, row, 5 + f);
+		m->micro[f] = dup_or_null(res, row, 8 + f);
+	}
+	m->found_at = dup_or_null(res, row, 11);
+	m->resolved_at = dup_or_null(res, row, 12);
+	m->resolution = dup_or_null(res, row, 13);
+	m->note = dup_or_null(res, row, 14);
+	m->cluster_id = PQgetisnull(res, row, 15) ? 0 :
+	    strtoll(PQgetvalue(res, row, 15), NULL, 10);
+}
+
 static int
 db_next(void *ctx, struct mismatch *out)
 {
 	struct db_iter *it = ctx;
 	struct mismatch *m = &it->m;
 	PGresult *res;
-	int f;
 
 	mismatch_clear(m);
 	if (it->done)
@@ -228,42 +249,57 @@ db_next(void *ctx, struct mismatch *out)
 		it->done = 1;
 		return -1;
 	}
-	m->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	m->run_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	m->cid = dup_or_null(res, 0, 2);
-	m->kind = dup_or_null(res, 0, 3);
-	m->fields = dup_or_null(res, 0, 4);
-	for (f = 0; f < 3; f++) {
-		m->mono[f] = dup_or_null(res, 0, 5 + f);
-		m->micro[f] = dup_or_null(res, 0, 8 + f);
-	}
-	m->found_at = dup_or_null(res, 0, 11);
-	m->resolved_at = dup_or_null(res, 0, 12);
-	m->resolution = dup_or_null(res, 0, 13);
-	m->note = dup_or_null(res, 0, 14);
+	runstore_row(res, 0, m);
 	*out = *m;
 	return 1;
+}
+
+static const char *const where[] = {
+		[RUNSTORE_RUN] = "run_id = $1::int8",
+		[RUNSTORE_OPEN] = "resolved_at is null and $1::int8 = 0",
+		[RUNSTORE_ALL] = "$1::int8 = 0",
+		[RUNSTORE_CLUSTER_OPEN] = "cluster_id = $1::int8 and "
+		    "resolved_at is null",
+		[RUNSTORE_CLUSTER_ALL] = "cluster_id = $1::int8",
+};
+
+#define MISMATCH_COLUMNS "select id, run_id, correlation_id::text, kind, " \
+	"array_to_string(fields, ','), mono_destination, mono_subject, " \
+	"mono_body, micro_destination, micro_subject, micro_body, " \
+	ISO("found_at") ", " ISO("resolved_at") ", resolution, note, " \
+	"cluster_id from reconciliation_mismatch"
+
+PGresult *
+runstore_page(PGconn *mono, enum runstore_filter f, int64_t id,
+    int64_t after, int limit, char *err, size_t errlen)
+{
+	char idbuf[24], afterbuf[24], limbuf[16], *sql;
+	const char *vals[3] = { idbuf, afterbuf, limbuf };
+	PGresult *res;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	snprintf(afterbuf, sizeof(afterbuf), "%lld", (long long)after);
+	snprintf(limbuf, sizeof(limbuf), "%d", limit);
+	sql = xasprintf(MISMATCH_COLUMNS " where %s and id > $2::int8 order by "
+	    "id limit $3::int", where[f]);
+	res = PQexecParams(mono, sql, 3, NULL, vals, NULL, NULL, 0);
+	free(sql);
+	if (pg_ok(mono, res, PGRES_TUPLES_OK, "postgresMono: reading "
+	    "mismatches", err, errlen) == -1)
+		return NULL;
+	return res;
 }
 
 int
 runstore_mismatches(PGconn *mono, enum runstore_filter f, int64_t run_id,
     struct mismatch_iter *out, char *err, size_t errlen)
 {
-	static const char *where[] = {
-		[RUNSTORE_RUN] = "run_id = $1::int8",
-		[RUNSTORE_OPEN] = "resolved_at is null and $1::int8 = 0",
-		[RUNSTORE_ALL] = "$1::int8 = 0",
-	};
 	char *sql, idbuf[24];
 	const char *vals[1] = { idbuf };
 	struct db_iter *it;
 
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
-	sql = xasprintf("select id, run_id, correlation_id::text, kind, "
-	    "array_to_string(fields, ','), mono_destination, mono_subject, "
-	    "mono_body, micro_destination, micro_subject, micro_body, "
-	    ISO("found_at") ", " ISO("resolved_at") ", resolution, note "
-	    "from reconciliation_mismatch where %s order by id", where[f]);
+	sql = xasprintf(MISMATCH_COLUMNS " where %s order by id", where[f]);
 	if (!PQsendQueryParams(mono, sql, 1, NULL, vals, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(mono)) {
 		snprintf(err, errlen, "postgresMono: reading mismatches: %s",

@@ -38,14 +38,23 @@ int runstore_finish(PGconn *mono, int64_t run_id, const char *status,
 int runstore_load(PGconn *mono, int64_t id, struct run_summary *s, char *err,
     size_t errlen);
 
-enum runstore_filter { RUNSTORE_RUN, RUNSTORE_OPEN, RUNSTORE_ALL };
+enum runstore_filter { RUNSTORE_RUN, RUNSTORE_OPEN, RUNSTORE_ALL,
+	RUNSTORE_CLUSTER_OPEN, RUNSTORE_CLUSTER_ALL };
 
 /*
- * Streams mismatches (of run_id, open ones, or all) in id order, one row
+ * Streams mismatches (of run_id, open ones, all, or cluster run_id's open
+ * or all) in id order, one row
  * at a time (single-row mode). The iterator uses conn until it is freed.
  */
 int runstore_mismatches(PGconn *mono, enum runstore_filter f, int64_t run_id,
     struct mismatch_iter *it, char *err, size_t errlen);
+/*
+ * One page (keyset): at most limit mismatches of the filter with an id
+ * above after, in id order; NULL with err. Read rows with runstore_row.
+ */
+PGresult *runstore_page(PGconn *mono, enum runstore_filter f, int64_t id,
+    int64_t after, int limit, char *err, size_t errlen);
+void runstore_row(const PGresult *res, int row, struct mismatch *m);
 /* After the iterator ended or failed: the error, or "" when it was clean. */
 const char *runstore_iter_error(const struct mismatch_iter *it);
 void runstore_iter_free(struct mismatch_iter *it);

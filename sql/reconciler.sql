@@ -71,3 +71,90 @@ create index if not exists reconciliation_mismatch_run
 insert into schema_version (version, note)
 	values (100, 'reconciliation_run, reconciliation_mismatch')
 	on conflict (version) do nothing;
+
+-- Version 101: clusters (docs/RECONCILER.md, "Clusters"). Every mismatch
+-- gets the cluster of its signature (kind, fields, masked diff) after the
+-- run that found it; cluster_id is null until then. A cluster keeps its
+-- member counts, so that no page has to count a million rows: `members`
+-- and `open_members` are the folded totals, reconciliation_cluster_delta
+-- the changes not folded yet (appended by a trigger when a member is
+-- resolved or deleted, so writers of different shards never wait on the
+-- same cluster row), folded by the next clustering step.
+create table if not exists reconciliation_cluster (
+	id             bigint generated always as identity primary key,
+	signature_hash bytea not null unique,  -- sha256 of the signature
+	signature      text not null,          -- masked, for people (bounded)
+	kind           text not null,
+	fields         text[] not null default '{}',
+	example_id     bigint not null,        -- its first member
+	first_seen     timestamptz not null,
+	last_seen      timestamptz not null,
+	members        bigint not null default 0,
+	open_members   bigint not null default 0
+);
+
+create table if not exists reconciliation_cluster_delta (
+	cluster_id bigint not null,
+	d_members  bigint not null,
+	d_open     bigint not null
+);
+create index if not exists reconciliation_cluster_delta_cluster
+	on reconciliation_cluster_delta (cluster_id);
+
+alter table reconciliation_mismatch add column if not exists cluster_id bigint;
+-- A cluster's members in id order (its page, keyset by id), open first
+-- for `ack --cluster` and the open listing.
+create index if not exists reconciliation_mismatch_cluster
+	on reconciliation_mismatch (cluster_id, id);
+create index if not exists reconciliation_mismatch_cluster_open
+	on reconciliation_mismatch (cluster_id, id) where resolved_at is null;
+-- What the clustering step has still to do.
+create index if not exists reconciliation_mismatch_unclustered
+	on reconciliation_mismatch (id) where cluster_id is null;
+-- The overview's runs, newest first.
+create index if not exists reconciliation_run_started
+	on reconciliation_run (started_at);
+
+create or replace function reconciliation_cluster_track() returns trigger
+language plpgsql as $$
+begin
+	if tg_op = 'DELETE' then
+		insert into reconciliation_cluster_delta
+			values (old.cluster_id, -1,
+			        case when old.resolved_at is null then -1 else 0 end);
+		return old;
+	end if;
+	insert into reconciliation_cluster_delta
+		values (new.cluster_id, 0,
+		        case when new.resolved_at is null then 1 else -1 end);
+	return new;
+end $$;
+
+drop trigger if exists reconciliation_cluster_resolve on reconciliation_mismatch;
+create trigger reconciliation_cluster_resolve
+	after update of resolved_at on reconciliation_mismatch for each row
+	when (old.cluster_id is not null and old.cluster_id = new.cluster_id
+	      and (old.resolved_at is null) <> (new.resolved_at is null))
+	execute function reconciliation_cluster_track();
+drop trigger if exists reconciliation_cluster_delete on reconciliation_mismatch;
+create trigger reconciliation_cluster_delete
+	after delete on reconciliation_mismatch for each row
+	when (old.cluster_id is not null)
+	execute function reconciliation_cluster_track();
+
+-- Emptying the mismatches (tests, a fresh start) empties the clusters:
+-- their counts would describe members that are gone.
+create or replace function reconciliation_cluster_truncate() returns trigger
+language plpgsql as $$
+begin
+	truncate reconciliation_cluster, reconciliation_cluster_delta;
+	return null;
+end $$;
+drop trigger if exists reconciliation_cluster_truncate on reconciliation_mismatch;
+create trigger reconciliation_cluster_truncate
+	after truncate on reconciliation_mismatch for each statement
+	execute function reconciliation_cluster_truncate();
+
+insert into schema_version (version, note)
+	values (101, 'clusters: reconciliation_cluster, cluster_id, counts')
+	on conflict (version) do nothing;

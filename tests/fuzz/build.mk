@@ -47,6 +47,7 @@ $(eval $(call fuzz_target,fuzz_smtp_message,common/smtp_send.c,libesmtp-1.0 libs
 $(eval $(call fuzz_target,fuzz_spy_render,mailer-spy/render.c mailer-real/legacy_render.c))
 $(eval $(call fuzz_target,fuzz_reconciler_rules,reconciler/rules.c))
 $(eval $(call fuzz_target,fuzz_reconciler_report,reconciler/escape.c reconciler/report.c \
+    reconciler/report_clusters.c \
     reconciler/report_csv.c reconciler/report_html.c reconciler/report_json.c \
     reconciler/report_text.c reconciler/rules.c,jansson libgit2))
 

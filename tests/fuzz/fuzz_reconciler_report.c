@@ -39,7 +39,7 @@ render(enum report_format f, struct mismatch *m, size_t *len)
 {
 	struct run_summary s;
 	struct one o = { m, 0 };
-	struct mismatch_iter it = { next_one, &o };
+	struct mismatch_iter it = { next_one, &o, NULL };
 	char err[256], *buf = NULL;
 	FILE *fp = open_memstream(&buf, len);
 

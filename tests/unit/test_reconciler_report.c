@@ -84,7 +84,7 @@ render(enum report_format f, struct mismatch *v, size_t n)
 	struct run_summary s;
 	struct rule_hit hit = { "ts", 4 };
 	struct arr a = { v, n, 0 };
-	struct mismatch_iter it = { arr_next, &a };
+	struct mismatch_iter it = { arr_next, &a, NULL };
 	char *buf = NULL, err[128];
 	size_t len = 0;
 	FILE *fp = open_memstream(&buf, &len);
