@@ -76,10 +76,11 @@ insert into schema_version (version, note)
 -- gets the cluster of its signature (kind, fields, masked diff) after the
 -- run that found it; cluster_id is null until then. A cluster keeps its
 -- member counts, so that no page has to count a million rows: `members`
--- and `open_members` are the folded totals, reconciliation_cluster_delta
+-- (every member ever found: purge, which deletes resolved ones, keeps
+-- it) and `open_members` are the folded totals, reconciliation_cluster_delta
 -- the changes not folded yet (appended by a trigger when a member is
--- resolved or deleted, so writers of different shards never wait on the
--- same cluster row), folded by the next clustering step.
+-- resolved or reopened, so writers of different shards never wait on
+-- the same cluster row), folded by the next clustering step.
 create table if not exists reconciliation_cluster (
 	id             bigint generated always as identity primary key,
 	signature_hash bytea not null unique,  -- sha256 of the signature
@@ -118,12 +119,6 @@ create index if not exists reconciliation_run_started
 create or replace function reconciliation_cluster_track() returns trigger
 language plpgsql as $$
 begin
-	if tg_op = 'DELETE' then
-		insert into reconciliation_cluster_delta
-			values (old.cluster_id, -1,
-			        case when old.resolved_at is null then -1 else 0 end);
-		return old;
-	end if;
 	insert into reconciliation_cluster_delta
 		values (new.cluster_id, 0,
 		        case when new.resolved_at is null then 1 else -1 end);
@@ -137,10 +132,6 @@ create trigger reconciliation_cluster_resolve
 	      and (old.resolved_at is null) <> (new.resolved_at is null))
 	execute function reconciliation_cluster_track();
 drop trigger if exists reconciliation_cluster_delete on reconciliation_mismatch;
-create trigger reconciliation_cluster_delete
-	after delete on reconciliation_mismatch for each row
-	when (old.cluster_id is not null)
-	execute function reconciliation_cluster_track();
 
 -- Emptying the mismatches (tests, a fresh start) empties the clusters:
 -- their counts would describe members that are gone.
