@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "db.h"
 #include "log.h"
@@ -164,6 +165,7 @@ committer(void *p)
 	struct group_commit *gc = c->gc;
 	size_t n;
 
+	prctl(PR_SET_NAME, "committer");	/* for ps, top, perf */
 	for (;;) {
 		pthread_mutex_lock(&gc->lock);
 		while (gc->head == NULL && !gc->stopping)

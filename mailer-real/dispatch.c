@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -423,6 +424,7 @@ dispatcher(void *arg)
 	size_t queued;
 	int running, left;
 
+	prctl(PR_SET_NAME, "dispatcher");	/* for ps, top, perf */
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		d->sleeping = 0;
