@@ -422,7 +422,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	struct merge_rows mono = { mono_next, &r }, micro = { micro_next, &r };
 	struct merge_opens open = { open_next, &r };
 	char merr[512], idbuf[32];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), t1;
 	int rc, code = EXIT_DB;
 
 	memset(&r, 0, sizeof(r));
@@ -481,9 +481,11 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	r.c.micro_rows = copy_stream_rows(r.s_micro);
 	/* Every mismatch without a cluster gets one (this run's, and any a
 	 * killed run left), before the run counts as done. */
+	t1 = now_ns();
 	if (!c->dry_run && clusterstore_assign(r.mono_w, r.err,
 	    sizeof(r.err)) == -1)
 		goto fail_run;
+	log_info("clustering took %.3fs", (double)(now_ns() - t1) / 1e9);
 	if (!c->dry_run && runstore_finish(r.mono_w, r.run_id, "done", &r.c,
 	    rules, r.hits, NULL, r.err, sizeof(r.err)) == -1)
 		goto out;
