@@ -1,10 +1,14 @@
 /*
- * delivery: see delivery.h. A row stays locked in the worker's transaction
- * during the SMTP session and is settled by the commit after it; a crash
- * in between rolls the transaction back and the row goes again (the
- * Message-Id, derived from the correlation id, lets a receiver spot the
- * duplicate). The claim and settle statements are built once at start for
- * the configured table; a batch travels as arrays (common/pg_array.h).
+ * delivery: see delivery.h. A claimed row is held by a session advisory
+ * lock of the worker's connection, not by an open transaction, so that
+ * its outcome can commit the moment the SMTP server answers while the
+ * rest of the batch stays claimed; a crash closes the connection and frees
+ * the rows at once (no lease to wait out). The worker runs the SMTP session
+ * and the outcome statements on one thread: smtp_send's hooks hand it
+ * each outcome, which goes out asynchronously (PQsendQueryParams) with
+ * whatever else came while the statement before it ran. The claim and
+ * settle statements are built once at start for the configured table; a
+ * group travels as binary arrays (common/pg_array.h).
  */
 #include "delivery.h"
 
@@ -41,12 +45,35 @@ struct outcome {
 	const char *error;		/* last error, NULL when sent */
 };
 
+/*
+ * At most this many mails of a worker are accepted by the SMTP server and
+ * not yet recorded as such: the bound on what a crash sends twice.
+ */
+#define UNRECORDED_MAX	8
+
+/* A claim looks at up to batch x this many due rows for ones nobody holds. */
+#define CLAIM_SCAN	16
+
 struct worker {
 	struct delivery *d;
 	pthread_t thread;
 	unsigned index;
 	struct db *db;
 	struct smtp_sender *smtp;
+
+	/* the session in hand */
+	PGconn *conn;
+	struct queued_mail *rows;
+	struct smtp_mail *mails;
+	/*
+	 * Outcomes in the order the server gave them: [0, written) are
+	 * committed, [written, sent) are in the statement on the wire,
+	 * [sent, count) wait for it.
+	 */
+	struct outcome *out;
+	size_t written, sent, count;
+	int broken;			/* an outcome could not be recorded */
+	char err[512];
 };
 
 struct delivery {
@@ -56,9 +83,10 @@ struct delivery {
 	unsigned long wakes;
 	int stopping;
 	struct worker *workers;
-	char *claim_sql, *settle_sql;
+	char *claim_sql, *read_sql, *unlock_sql, *settle_sql;
 	struct metric *m_sent, *m_retry, *m_failed, *m_refused;
 	struct metric *m_session_ok, *m_session_fail, *m_batch, *m_session_s;
+	struct metric *m_settles;
 };
 
 static const double batch_bounds[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
@@ -75,22 +103,14 @@ backoff_ms(const struct delivery_config *cfg, int attempts)
 }
 
 static int
-exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
+stopping(struct delivery *d)
 {
-	PGresult *res = PQexec(conn, sql);
-	int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	int s;
 
-	if (rc != 0)
-		snprintf(err, errlen, "%s: %s", sql, db_error(conn, res));
-	PQclear(res);
-	return rc;
-}
-
-/* Rolls back a claim: the rows are due again at once, for anyone. */
-static void
-release(PGconn *conn)
-{
-	PQclear(PQexec(conn, "ROLLBACK"));
+	pthread_mutex_lock(&d->lock);
+	s = d->stopping;
+	pthread_mutex_unlock(&d->lock);
+	return s;
 }
 
 static void
@@ -109,35 +129,58 @@ mails_free(struct queued_mail *m, size_t n)
 }
 
 /*
- * Opens a transaction and locks up to max due pending rows in it. Returns
- * the count (rows in *out), or -1 with err. With rows, the transaction
- * stays open until settle commits it or release rolls it back; with none
- * it is already closed.
+ * Claims up to batch due pending rows, in two statements. The first
+ * takes session advisory locks on the first due rows nobody holds (the
+ * candidates are read without row locks; the LIMIT stops the locking
+ * once enough are held). The second reads them again, in a new snapshot:
+ * a row another worker settled and let go of between the first
+ * statement's snapshot and its lock is no longer pending and is let go
+ * of at once. Returns the count (rows in *out), or -1 with err.
  */
 static int
 claim(struct delivery *d, PGconn *conn, struct queued_mail **out, char *err,
     size_t errlen)
 {
-	char lim[24];
-	const char *params[1] = { lim };
-	PGresult *res;
+	static const int formats[1] = { 1 };
+	char lim[24], scan[24];
+	const char *params[2] = { lim, scan };
+	int lengths[1];
+	struct pg_array ids, stale;
+	PGresult *res = NULL;
 	struct queued_mail *m = NULL;
-	int i, rows;
+	int64_t *held = NULL;
+	int i, j, locked, rows = 0, nstale = 0, rc = -1;
 
 	*out = NULL;
-	/* never claim inside a transaction something else left open */
-	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
-		release(conn);
-	if (exec_cmd(conn, "BEGIN", err, errlen) != 0)
-		return -1;
+	pg_array_init(&ids, PG_OID_INT8);
+	pg_array_init(&stale, PG_OID_INT8);
 	snprintf(lim, sizeof(lim), "%zu", d->cfg.batch);
-	res = PQexecParams(conn, d->claim_sql, 1, NULL, params, NULL, NULL, 0);
+	snprintf(scan, sizeof(scan), "%zu", d->cfg.batch * CLAIM_SCAN);
+	res = PQexecParams(conn, d->claim_sql, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "claim from %s: %s", d->cfg.table,
 		    db_error(conn, res));
-		PQclear(res);
-		release(conn);
-		return -1;
+		goto done;
+	}
+	locked = PQntuples(res);
+	held = xcalloc((size_t)locked + 1, sizeof(*held));
+	for (i = 0; i < locked; i++) {
+		held[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		pg_array_add_int8(&ids, held[i]);
+	}
+	PQclear(res);
+	res = NULL;
+	if (locked == 0) {
+		rc = 0;
+		goto done;
+	}
+	params[0] = pg_array_value(&ids, &lengths[0]);
+	res = PQexecParams(conn, d->read_sql, 1, NULL, params, lengths, formats,
+	    0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "claim from %s: %s", d->cfg.table,
+		    db_error(conn, res));
+		goto done;
 	}
 	rows = PQntuples(res);
 	if (rows > 0)
@@ -152,16 +195,60 @@ claim(struct delivery *d, PGconn *conn, struct queued_mail **out, char *err,
 		m[i].attempts = atoi(PQgetvalue(res, i, 5));
 	}
 	PQclear(res);
-	if (rows == 0)
-		release(conn);
+	res = NULL;
+	if (rows < locked) {
+		/* let go of what is no longer due */
+		for (i = 0; i < locked; i++) {
+			for (j = 0; j < rows && m[j].id != held[i]; j++)
+				;
+			if (j == rows) {
+				pg_array_add_int8(&stale, held[i]);
+				nstale++;
+			}
+		}
+		params[0] = pg_array_value(&stale, &lengths[0]);
+		res = PQexecParams(conn, d->unlock_sql, 1, NULL, params, lengths,
+		    formats, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(err, errlen, "claim from %s: %s", d->cfg.table,
+			    db_error(conn, res));
+			goto done;
+		}
+		log_debug("delivery: %d claimed row(s) settled meanwhile", nstale);
+	}
 	*out = m;
-	return rows;
+	m = NULL;
+	rc = rows;
+done:
+	PQclear(res);
+	if (m != NULL)
+		mails_free(m, (size_t)rows);
+	pg_array_free(&ids);
+	pg_array_free(&stale);
+	free(held);
+	return rc;
 }
 
-/* Records the outcomes in one statement and commits the claim. */
-static int
-settle(struct delivery *d, PGconn *conn, const struct outcome *o, size_t n,
-    char *err, size_t errlen)
+/* Reads whatever a statement given up on still has to say. */
+static void
+drain_results(PGconn *conn)
+{
+	PGresult *res;
+
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+}
+
+/* Gives the claimed rows back: whatever was not settled is due again. */
+static void
+release(PGconn *conn)
+{
+	PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all()"));
+}
+
+/* Puts out[sent, count) on the wire in one statement, not waiting for it. */
+static void
+send_settle(struct worker *w)
 {
 	static const char *const fate_names[] = {
 		[FATE_SENT] = "sent", [FATE_RETRY] = "pending",
@@ -170,58 +257,178 @@ settle(struct delivery *d, PGconn *conn, const struct outcome *o, size_t n,
 	static const uint32_t types[4] = { PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT,
 		PG_OID_INT8 };
 	static const int formats[4] = { 1, 1, 1, 1 };
+	struct delivery *d = w->d;
 	struct pg_array a[4];
 	const char *params[4];
 	int lengths[4];
-	PGresult *res;
+	const struct outcome *o;
 	size_t i;
-	int rc = 0;
 
 	for (i = 0; i < 4; i++)
 		pg_array_init(&a[i], types[i]);
-	for (i = 0; i < n; i++) {
-		pg_array_add_int8(&a[0], o[i].id);
-		pg_array_add_text(&a[1], fate_names[o[i].fate]);
-		pg_array_add_text(&a[2], o[i].error);
-		pg_array_add_int8(&a[3], o[i].fate == FATE_RETRY ? o[i].retry_in_ms : 0);
+	for (i = w->sent; i < w->count; i++) {
+		o = &w->out[i];
+		pg_array_add_int8(&a[0], o->id);
+		pg_array_add_text(&a[1], fate_names[o->fate]);
+		pg_array_add_text(&a[2], o->error);
+		pg_array_add_int8(&a[3], o->fate == FATE_RETRY ? o->retry_in_ms : 0);
 	}
 	for (i = 0; i < 4; i++)
 		params[i] = pg_array_value(&a[i], &lengths[i]);
-	res = PQexecParams(conn, d->settle_sql, 4, NULL, params, lengths, formats, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "settle in %s: %s", d->cfg.table,
-		    db_error(conn, res));
-		rc = -1;
+	if (PQsendQueryParams(w->conn, d->settle_sql, 4, NULL, params, lengths,
+	    formats, 0) != 1) {
+		snprintf(w->err, sizeof(w->err), "settle in %s: %s",
+		    d->cfg.table, PQerrorMessage(w->conn));
+		w->broken = 1;
+	} else {
+		w->sent = w->count;
+		metrics_inc(d->m_settles, 1);
 	}
-	PQclear(res);
-	if (rc == 0)
-		rc = exec_cmd(conn, "COMMIT", err, errlen);
-	else
-		release(conn);
 	for (i = 0; i < 4; i++)
 		pg_array_free(&a[i]);
-	return rc;
 }
 
-/* One claim-send-settle round. Returns the number of rows handled, -1 on a store problem. */
+/*
+ * Moves the outcomes along: collects the answer to the statement on the
+ * wire (waiting for it when block, else only if it is there), then sends
+ * what has come since. A failed statement sets broken: nothing more is
+ * sent, over SMTP or to the database.
+ */
+static void
+pump(struct worker *w, int block)
+{
+	PGresult *res;
+	int ok = 1;
+
+	if (w->broken)
+		return;
+	if (w->sent > w->written) {
+		if (!block) {
+			if (PQconsumeInput(w->conn) != 1) {
+				snprintf(w->err, sizeof(w->err), "settle in %s: %s",
+				    w->d->cfg.table, PQerrorMessage(w->conn));
+				w->broken = 1;
+				return;
+			}
+			if (PQisBusy(w->conn))
+				return;
+		}
+		while ((res = PQgetResult(w->conn)) != NULL) {
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && ok) {
+				snprintf(w->err, sizeof(w->err), "settle in %s: %s",
+				    w->d->cfg.table, db_error(w->conn, res));
+				ok = 0;
+			}
+			PQclear(res);
+		}
+		if (!ok) {
+			w->broken = 1;
+			return;
+		}
+		w->written = w->sent;
+	}
+	if (w->count > w->sent)
+		send_settle(w);
+}
+
+/* smtp_batch_hooks.ready: the next mail goes only while outcomes keep up. */
+static int
+on_ready(void *arg)
+{
+	struct worker *w = arg;
+
+	pump(w, 0);
+	while (!w->broken && w->count - w->written >= UNRECORDED_MAX)
+		pump(w, 1);
+	return !w->broken && !stopping(w->d);
+}
+
+/* smtp_batch_hooks.settled: a mail's fate, queued for the database at once. */
+static void
+on_settled(struct smtp_mail *m, void *arg)
+{
+	struct worker *w = arg;
+	struct delivery *d = w->d;
+	const struct delivery_config *cfg = &d->cfg;
+	const struct queued_mail *row = &w->rows[m - w->mails];
+	struct outcome *o = &w->out[w->count];
+
+	o->id = row->id;
+	o->error = m->reply;
+	switch (m->status) {
+	case SMTP_MAIL_UNTRIED:
+		return;		/* not sent: due again once released */
+	case SMTP_MAIL_SENT:
+		o->fate = FATE_SENT;
+		o->error = NULL;
+		metrics_inc(d->m_sent, 1);
+		log_debug("delivery: %s sent to %s", row->correlation_id,
+		    row->destination);
+		break;
+	case SMTP_MAIL_PERMFAIL:
+	case SMTP_MAIL_REFUSED:
+		o->fate = FATE_FAILED;
+		metrics_inc(m->status == SMTP_MAIL_REFUSED ? d->m_refused :
+		    d->m_failed, 1);
+		log_warnx("delivery: %s to %s failed: %s", row->correlation_id,
+		    row->destination, m->reply);
+		break;
+	case SMTP_MAIL_TEMPFAIL:
+		if ((unsigned)row->attempts + 1 >= cfg->max_attempts) {
+			o->fate = FATE_FAILED;
+			metrics_inc(d->m_failed, 1);
+			log_warnx("delivery: %s to %s failed after %d attempts: %s",
+			    row->correlation_id, row->destination,
+			    row->attempts + 1, m->reply);
+		} else {
+			o->fate = FATE_RETRY;
+			o->retry_in_ms = backoff_ms(cfg, row->attempts);
+			metrics_inc(d->m_retry, 1);
+			/* no answer at all: the session's failure is logged once */
+			if (m->code != 0)
+				log_info("delivery: %s to %s not sent (attempt %d), "
+				    "again in %ld ms: %s", row->correlation_id,
+				    row->destination, row->attempts + 1,
+				    o->retry_in_ms, m->reply);
+			else
+				log_debug("delivery: %s to %s not sent (attempt %d), "
+				    "again in %ld ms: %s", row->correlation_id,
+				    row->destination, row->attempts + 1,
+				    o->retry_in_ms, m->reply);
+		}
+		break;
+	}
+	w->count++;
+	pump(w, 0);
+}
+
+/*
+ * One claim-send-settle round. Returns the number of rows claimed, -1 on
+ * a store problem (some outcome not recorded).
+ */
 static int
 deliver_once(struct worker *w)
 {
 	struct delivery *d = w->d;
 	const struct delivery_config *cfg = &d->cfg;
-	struct queued_mail *rows = NULL;
-	struct smtp_mail *mails = NULL;
-	struct outcome *out = NULL;
+	struct smtp_batch_hooks hooks = { on_ready, on_settled, w };
 	char **ids = NULL;
 	char err[512] = "";
-	PGconn *conn;
 	double t0, tc = now_s(), ts;
-	int n, i, session_ok, rc = -1;
+	int n, i, rc = -1;
 
-	conn = db_get(w->db, err, sizeof(err));
-	if (conn == NULL)
+	w->conn = db_get(w->db, err, sizeof(err));
+	if (w->conn == NULL)
 		return -1;
-	n = claim(d, conn, &rows, err, sizeof(err));
+	/*
+	 * An outcome's commit does not wait for the WAL flush: only a crash
+	 * of the database host can lose the last fraction of a second of
+	 * them, and a lost 'sent' sends that mail again (at least once,
+	 * never lost). Waiting for the flush after every few mails would
+	 * halve the delivery rate (docs/ARCHITECTURE.md).
+	 */
+	PQclear(PQexec(w->conn, "SET synchronous_commit = off"));
+	n = claim(d, w->conn, &w->rows, err, sizeof(err));
 	if (n < 0) {
 		log_warnx("delivery %u: %s", w->index, err);
 		db_check_lost(w->db);
@@ -230,21 +437,24 @@ deliver_once(struct worker *w)
 	if (n == 0)
 		return 0;
 
-	mails = xcalloc((size_t)n, sizeof(*mails));
-	out = xcalloc((size_t)n, sizeof(*out));
+	w->mails = xcalloc((size_t)n, sizeof(*w->mails));
+	w->out = xcalloc((size_t)n, sizeof(*w->out));
+	w->written = w->sent = w->count = 0;
+	w->broken = 0;
+	w->err[0] = '\0';
 	ids = xcalloc((size_t)n, sizeof(*ids));
 	for (i = 0; i < n; i++) {
-		ids[i] = xasprintf("%s@%s", rows[i].correlation_id, cfg->mail_domain);
-		mails[i].message_id = ids[i];
-		mails[i].from = cfg->mail_from;
-		mails[i].to = rows[i].destination;
-		mails[i].subject = rows[i].subject;
-		mails[i].body = rows[i].body;
+		ids[i] = xasprintf("%s@%s", w->rows[i].correlation_id,
+		    cfg->mail_domain);
+		w->mails[i].message_id = ids[i];
+		w->mails[i].from = cfg->mail_from;
+		w->mails[i].to = w->rows[i].destination;
+		w->mails[i].subject = w->rows[i].subject;
+		w->mails[i].body = w->rows[i].body;
 	}
 	t0 = now_s();
-	session_ok = smtp_send_batch(w->smtp, mails, (size_t)n, NULL, err,
-	    sizeof(err)) == 0;
-	if (!session_ok) {
+	if (smtp_send_batch(w->smtp, w->mails, (size_t)n, &hooks, err,
+	    sizeof(err)) != 0) {
 		metrics_inc(d->m_session_fail, 1);
 		log_warnx("delivery %u: %d mail(s) not sent: %s", w->index, n, err);
 	} else {
@@ -253,70 +463,31 @@ deliver_once(struct worker *w)
 	metrics_observe(d->m_session_s, now_s() - t0);
 	metrics_observe(d->m_batch, (double)n);
 
-	for (i = 0; i < n; i++) {
-		out[i].id = rows[i].id;
-		out[i].error = mails[i].reply;
-		switch (mails[i].status) {
-		case SMTP_MAIL_SENT:
-			out[i].fate = FATE_SENT;
-			out[i].error = NULL;
-			metrics_inc(d->m_sent, 1);
-			log_debug("delivery: %s sent to %s", rows[i].correlation_id,
-			    rows[i].destination);
-			break;
-		case SMTP_MAIL_PERMFAIL:
-		case SMTP_MAIL_REFUSED:
-			out[i].fate = FATE_FAILED;
-			metrics_inc(mails[i].status == SMTP_MAIL_REFUSED ?
-			    d->m_refused : d->m_failed, 1);
-			log_warnx("delivery: %s to %s failed: %s",
-			    rows[i].correlation_id, rows[i].destination,
-			    mails[i].reply);
-			break;
-		case SMTP_MAIL_TEMPFAIL:
-		case SMTP_MAIL_UNTRIED:	/* no ready hook here: never */
-			if ((unsigned)rows[i].attempts + 1 >= cfg->max_attempts) {
-				out[i].fate = FATE_FAILED;
-				metrics_inc(d->m_failed, 1);
-				log_warnx("delivery: %s to %s failed after %d "
-				    "attempts: %s", rows[i].correlation_id,
-				    rows[i].destination, rows[i].attempts + 1,
-				    mails[i].reply);
-			} else {
-				out[i].fate = FATE_RETRY;
-				out[i].retry_in_ms = backoff_ms(cfg, rows[i].attempts);
-				metrics_inc(d->m_retry, 1);
-				/* a session that failed whole was logged once above */
-				if (session_ok)
-					log_info("delivery: %s to %s not sent (attempt "
-					    "%d), again in %ld ms: %s",
-					    rows[i].correlation_id, rows[i].destination,
-					    rows[i].attempts + 1, out[i].retry_in_ms,
-					    mails[i].reply[0] ? mails[i].reply :
-					    "no answer");
-			}
-			break;
-		}
-	}
 	ts = now_s();
-	if (settle(d, conn, out, (size_t)n, err, sizeof(err)) != 0) {
-		/* rolled back: the rows go again, at least once */
-		log_warnx("delivery %u: outcome of %d mail(s) not recorded: %s",
-		    w->index, n, err);
-		db_check_lost(w->db);
-		goto done;
+	while (!w->broken && w->written < w->count)
+		pump(w, 1);
+	if (w->broken) {
+		log_warnx("delivery %u: outcome of %zu mail(s) not recorded: %s",
+		    w->index, w->count - w->written, w->err);
+		drain_results(w->conn);
+	} else {
+		rc = n;
 	}
-	rc = n;
+	release(w->conn);
+	db_check_lost(w->db);
 	log_debug("delivery %u: %d mail(s): claim %.1f ms, SMTP %.1f ms, "
-	    "settle %.1f ms", w->index, n, (t0 - tc) * 1e3, (ts - t0) * 1e3,
-	    (now_s() - ts) * 1e3);
-done:
+	    "last settle %.1f ms", w->index, n, (t0 - tc) * 1e3,
+	    (ts - t0) * 1e3, (now_s() - ts) * 1e3);
 	for (i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);
-	free(out);
-	free(mails);
-	mails_free(rows, (size_t)n);
+	free(w->out);
+	free(w->mails);
+	mails_free(w->rows, (size_t)n);
+	w->out = NULL;
+	w->mails = NULL;
+	w->rows = NULL;
+	w->conn = NULL;
 	return rc;
 }
 
@@ -406,6 +577,8 @@ delivery_free(struct delivery *d)
 	}
 	free(d->workers);
 	free(d->claim_sql);
+	free(d->read_sql);
+	free(d->unlock_sql);
 	free(d->settle_sql);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
@@ -427,15 +600,33 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 	d->cfg = *cfg;
 	if (d->cfg.store_name == NULL)
 		d->cfg.store_name = "the database";
+	/*
+	 * MATERIALIZED, and the LIMIT over it: the advisory lock is tried on
+	 * the candidates in order, and no more once batch of them are held,
+	 * never on every row a plan might scan. The two-int key space is the
+	 * delivery's (the one-bigint space does not overlap it); ids that
+	 * share their low 31 bits only wait for each other.
+	 */
 	d->claim_sql = xasprintf(
+	    "WITH c AS MATERIALIZED ("
+	    " SELECT id FROM %s WHERE status = 'pending' AND next_attempt_at <= now()"
+	    " ORDER BY next_attempt_at LIMIT $2::int)"
+	    " SELECT id FROM c WHERE pg_try_advisory_lock(hashtext('delivery %s'),"
+	    " (id & 2147483647)::int) LIMIT $1::int",
+	    cfg->table, cfg->table);
+	d->read_sql = xasprintf(
 	    "SELECT id, correlation_id, destination, subject, body, attempts"
-	    " FROM %s WHERE status = 'pending' AND next_attempt_at <= now()"
-	    " ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
+	    " FROM %s WHERE id = ANY($1::bigint[]) AND status = 'pending'"
+	    " AND next_attempt_at <= now() ORDER BY next_attempt_at",
+	    cfg->table);
+	d->unlock_sql = xasprintf(
+	    "SELECT pg_advisory_unlock(hashtext('delivery %s'),"
+	    " (id & 2147483647)::int) FROM unnest($1::bigint[]) AS id",
 	    cfg->table);
 	/*
-	 * clock_timestamp(), not now(): the transaction began at the claim,
-	 * before the SMTP session, and a retry's delay counts from the
-	 * attempt's end.
+	 * Each group of outcomes commits on its own; clock_timestamp() is
+	 * when it is written, right after the server's answer. Only a row
+	 * still pending is settled (nothing else touches a claimed row).
 	 */
 	d->settle_sql = xasprintf(
 	    "UPDATE %s s SET status = u.status, attempts = s.attempts + 1,"
@@ -447,7 +638,7 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 	    "  ELSE s.next_attempt_at END"
 	    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
 	    "  AS u(id, status, err, delay)"
-	    " WHERE s.id = u.id", cfg->table);
+	    " WHERE s.id = u.id AND s.status = 'pending'", cfg->table);
 	if (d->cfg.workers == 0)
 		d->cfg.workers = 1;
 	if (d->cfg.batch == 0)
@@ -470,6 +661,9 @@ delivery_start(const struct delivery_config *cfg, char *err, size_t errlen)
 	    "Mails per SMTP session", "", batch_bounds, nitems(batch_bounds));
 	d->m_session_s = metrics_histogram("smtp_session_duration_seconds",
 	    "Duration of an SMTP session", "", NULL, 0);
+	d->m_settles = metrics_counter("delivery_settle_statements_total",
+	    "Statements that recorded delivery outcomes (each its own commit)",
+	    "");
 
 	d->workers = xcalloc(d->cfg.workers, sizeof(*d->workers));
 	for (i = 0; i < d->cfg.workers; i++) {

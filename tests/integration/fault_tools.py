@@ -412,9 +412,10 @@ def raw_http(port, data, timeout=10, chunks=None):
 from faulty_smtp import FaultySmtp  # noqa: E402
 
 # Delivery knobs of mailer-real that keep a test bounded: quick retries and
-# small SMTP sessions (the batch that may be sent twice after a SIGKILL: a
-# killed worker's transaction rolls back and its rows are due again).
+# small SMTP sessions.
 DELIVERY_WORKERS, DELIVERY_BATCH = 2, 20
+# mailer-real's own defaults (its --help): what the crash tests run with
+DEFAULT_DELIVERY = {"DELIVERY_WORKERS": "4", "DELIVERY_BATCH": "200"}
 REAL_FAST_ENV = {
     "LOG_LEVEL": "info",
     "DELIVERY_WORKERS": str(DELIVERY_WORKERS),

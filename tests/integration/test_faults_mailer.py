@@ -7,6 +7,12 @@ has its payroll row and sent_mail row and, once the fault is over, exactly
 one delivered message (after a crash at most one batch of duplicates, each
 carrying the same Message-Id), and no request hung.
 
+The two crash tests run mailer-real with the default delivery settings
+(4 workers, 200 mails per SMTP session) under 8 posting threads: a worker
+records each outcome as the server gives it and sends a mail only while
+fewer than 8 of its accepted mails wait to be recorded, so a crash sends
+at most DELIVERY_WORKERS x 8 twice, whatever the session size.
+
 - mailer-real SIGKILLed mid-load and started again: pending mail delivered.
 - mailer-spy SIGKILLed mid-load: every answer of mailer-real is still 201;
   the reconciler then reports exactly the lost spy records as missing in micro.
@@ -19,11 +25,11 @@ import time
 import unittest
 
 import harness
-from fault_tools import DELIVERY_BATCH, DELIVERY_WORKERS, Ledger, Load, Stack, count, have
+from fault_tools import DEFAULT_DELIVERY, Ledger, Load, Stack, count, have
 
-# Duplicates after a SIGKILL of mailer-real: what the delivery workers had
-# in hand (sent, not yet marked) when it died: one SMTP session each.
-MAX_DUP_BATCH = DELIVERY_WORKERS * DELIVERY_BATCH
+# Duplicates after a crash: what the delivery workers had accepted by the
+# SMTP server and not yet recorded, at most 8 each.
+MAX_DUP = int(DEFAULT_DELIVERY["DELIVERY_WORKERS"]) * 8
 
 
 @unittest.skipUnless(have("mailer-real"), "mailer-real not built")
@@ -39,12 +45,12 @@ class MailerFaults(unittest.TestCase):
 
     def test_kill_mailer_real_mid_load(self):
         # An SMTP server a little slower than the load (0.02 s a reply:
-        # about 25 mails a second for two workers, against 40 payrolls a
+        # about 50 mails a second for four workers, against 80 payrolls a
         # second), so that mail is pending, and sessions are in flight, when
         # the process dies.
-        st = self.start_stack(smtp_opts={"delay": 0.02})
-        load = Load(st.real.port, rate=40).start()
-        self.since(load, 60)
+        st = self.start_stack(smtp_opts={"delay": 0.02}, real_env=DEFAULT_DELIVERY)
+        load = Load(st.real.port, rate=80, workers=8).start()
+        self.since(load, 120)
         st.real.kill()
         down = len(load.results)
         pending = count(st.dbs.mono, "sent_mail", "status = 'pending'")
@@ -52,9 +58,10 @@ class MailerFaults(unittest.TestCase):
                            "did not exercise the fault")
         time.sleep(1)
         st.restart(st.real)
-        self.since(load, 60)
+        self.since(load, 120)
         load.stop()
-        led = Ledger(self, "SIGKILL mailer-real mid-load, restart", st.dbs.mono, st.smtp)
+        led = Ledger(self, "SIGKILL mailer-real mid-load, restart (4 workers, 8 clients)",
+                     st.dbs.mono, st.smtp)
         led.check_rows(load)
         statuses = load.by_status()
         self.assertLessEqual(set(statuses) - {201, "conn-error"}, set(),
@@ -63,7 +70,7 @@ class MailerFaults(unittest.TestCase):
         self.assertTrue(after and all(r.status == 201 for r in after[-20:]),
                         "the restarted mailer-real does not answer 201")
         led.wait_delivered()
-        led.check_mail(max_dup_batch=MAX_DUP_BATCH)
+        led.check_mail(max_dup_batch=MAX_DUP)
         led.note(pending_at_kill=pending)
         led.record()
 
@@ -121,9 +128,9 @@ class MailerFaults(unittest.TestCase):
 
     def test_smtp_slow(self):
         # A session of DELIVERY_BATCH mails at 4 slow replies each takes
-        # about 16 s; its rows stay locked in the worker's transaction the
-        # whole time, so no other worker takes them mid-session and sends
-        # them twice (check_mail allows no duplicate here).
+        # about 16 s; its rows stay claimed (advisory locks) the whole time
+        # while each outcome commits, so no other worker takes them
+        # mid-session and sends them twice (check_mail allows no duplicate).
         st = self.start_stack(smtp_opts={"delay": 0.2})
         load = Load(st.real.port, rate=20).start()
         self.since(load, 60)
