@@ -80,6 +80,17 @@ int clusterstore_example(PGconn *mono, int64_t id, struct mismatch *m,
 int clusterstore_ack(PGconn *mono, PGconn *micro, int64_t id,
     const char *note, int64_t *acked, char *err, size_t errlen);
 
+/*
+ * Clusters of mismatches that are not stored (a dry run's): signatures
+ * computed as the iterator gives them, at most limit clusters (the first
+ * seen; l->more then counts the mismatches of the clusters left out,
+ * whose signatures are not kept), id 0, example by correlation id.
+ * 0, or -1 when the iterator failed.
+ */
+struct mismatch_iter;
+int cluster_list_of(struct mismatch_iter *it, size_t limit,
+    struct cluster_list *l);
+
 /* Report sections: the clusters that open every report. */
 void report_clusters_text(FILE *fp, const struct cluster_list *l);
 void report_clusters_html(FILE *fp, const struct cluster_list *l);

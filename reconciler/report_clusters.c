@@ -47,7 +47,10 @@ report_clusters_text(FILE *fp, const struct cluster_list *l)
 	    "");
 	for (i = 0; i < l->n; i++) {
 		const struct cluster_row *c = &l->v[i];
-		fprintf(fp, "cluster %lld %s", (long long)c->id, c->kind);
+		if (c->id > 0)
+			fprintf(fp, "cluster %lld %s", (long long)c->id, c->kind);
+		else	/* a dry run's: not stored, no id */
+			fprintf(fp, "cluster - %s", c->kind);
 		if (c->fields && c->fields[0])
 			fprintf(fp, " [%s]", c->fields);
 		if (c->in_run >= 0)
@@ -96,7 +99,8 @@ cluster_json(const struct cluster_row *c)
 {
 	json_t *o = json_object();
 
-	json_object_set_new(o, "id", json_integer(c->id));
+	json_object_set_new(o, "id", c->id > 0 ? json_integer(c->id) :
+	    json_null());
 	json_object_set_new(o, "kind", jstr(c->kind));
 	json_object_set_new(o, "fields", jfields(c->fields));
 	json_object_set_new(o, "count", json_integer(c->count));
@@ -153,8 +157,11 @@ report_clusters_html(FILE *fp, const struct cluster_list *l)
 	    "<th>example</th><th>signature</th></tr>\n", fp);
 	for (i = 0; i < l->n; i++) {
 		const struct cluster_row *c = &l->v[i];
-		fprintf(fp, "<tr><td><a href=\"/clusters/%lld\">%lld</a></td><td>",
-		    (long long)c->id, (long long)c->id);
+		if (c->id > 0)
+			fprintf(fp, "<tr><td><a href=\"/clusters/%lld\">%lld</a></td>"
+			    "<td>", (long long)c->id, (long long)c->id);
+		else
+			fputs("<tr><td>-</td><td>", fp);
 		put(fp, c->kind);
 		fputs("</td><td>", fp);
 		put(fp, c->fields);

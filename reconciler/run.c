@@ -384,7 +384,12 @@ print_report(struct run *r, int new_mismatches)
 			s.rules[i].count = (int64_t)r->hits[i];
 		}
 		s.rules_file = c->rules_file ? xstrdup(c->rules_file) : NULL;
+		/* Its mismatches are not stored: clusters from the spool. */
 		spool_iter_init(&it, r->spool);
+		rc = cluster_list_of(&it, REPORT_CLUSTERS, &cl);
+		spool_iter_free(&it);
+		spool_iter_init(&it, r->spool);
+		it.clusters = rc == 0 ? &cl : NULL;
 		rc = report_write(stdout, c->format, &s, &it, err, sizeof(err));
 		spool_iter_free(&it);
 	} else {

@@ -109,6 +109,10 @@ create index if not exists reconciliation_mismatch_cluster
 	on reconciliation_mismatch (cluster_id, id);
 create index if not exists reconciliation_mismatch_cluster_open
 	on reconciliation_mismatch (cluster_id, id) where resolved_at is null;
+-- A run's clusters and how many members it found: an index-only scan
+-- (the run page and `report` at a million mismatches).
+create index if not exists reconciliation_mismatch_run_cluster
+	on reconciliation_mismatch (run_id, cluster_id);
 -- What the clustering step has still to do.
 create index if not exists reconciliation_mismatch_unclustered
 	on reconciliation_mismatch (id) where cluster_id is null;

@@ -116,6 +116,18 @@ class Clusters(Seeder, unittest.TestCase):
         self.assertEqual({r["correlation_id"]: int(r["cluster_id"]) for r in rows},
                          {m: c for c, ms in groups.items() for m in ms})
 
+    def test_dry_run_report_opens_with_its_clusters(self):
+        s = self.seed(["hi", "dollar"])
+        rc, out, err = run("run", "--dry-run", "--grace", "0", "--format", "json")
+        self.assertEqual(rc, 1, err)
+        rep = json.loads(out)
+        self.assertEqual(sorted((c["id"], c["count"], c["inRun"]) for c in rep["clusters"]),
+                         [(None, 5, 5), (None, 5, 5)])
+        examples = {c["example"] for c in rep["clusters"]}
+        self.assertEqual(len(examples & set(s["hi"])), 1)
+        self.assertEqual(len(examples & set(s["dollar"])), 1)
+        self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_cluster")[0][0], 0)
+
     def test_mismatches_of_a_cluster(self):
         s = self.seed(["hi", "dollar"])
         rc, out, err = run("run", "--grace", "0", "--format", "json")
