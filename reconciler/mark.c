@@ -95,6 +95,7 @@ struct mark {
 	int spill_all;		/* testing: every batch goes through it */
 	int overlap;		/* writers start before the reads end */
 	int closing;		/* the merge is done: no more batches */
+	int discard;		/* the run failed: write nothing more */
 	int mono_done;		/* the mono writer has finished */
 	int failed;
 	long seq;
@@ -523,6 +524,9 @@ write_mono(struct mark *m, struct batch *b)
 	char err[512];
 	uint64_t t0 = now_ns();
 
+	if (m->cfg.check != NULL && m->cfg.check(m->cfg.check_ctx, err,
+	    sizeof(err)) == -1)
+		return fail(m, 0, err);
 	if (lookup(m, b, 1) == -1 || lookup(m, b, 0) == -1)
 		return -1;
 	if (m->cfg.dry_run)
@@ -829,7 +833,7 @@ take(struct mark *m, struct bqueue *q, const int *done_flag, int *failed)
 		pthread_cond_wait(&m->cv, &m->mu);
 	if (q->len > 0)
 		b = q_pop(q);
-	*failed = m->failed;
+	*failed = m->failed || m->discard;
 	pthread_mutex_unlock(&m->mu);
 	return b;
 }
@@ -871,8 +875,16 @@ take_mono(struct mark *m, int *failed)
 			break;
 		pthread_cond_wait(&m->cv, &m->mu);
 	}
-	*failed = m->failed;
+	*failed = m->failed || m->discard;
 	pthread_mutex_unlock(&m->mu);
+	if (load && *failed) {
+		/* Not worth reading back: it will not be written. */
+		pthread_mutex_lock(&m->mu);
+		m->unspilled++;
+		m->read_off = m->write_off;
+		pthread_mutex_unlock(&m->mu);
+		load = 0;
+	}
 	if (load) {
 		unspill(m, b);
 		pthread_mutex_lock(&m->mu);
@@ -1085,6 +1097,8 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	if (flush)
 		submit(m);
 	pthread_mutex_lock(&m->mu);
+	if (!flush)
+		m->discard = 1;
 	m->closing = 1;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);

@@ -43,6 +43,10 @@ struct mark_config {
 	char crash_stage;	/* 'a' before mono, 'b' between mono and micro, 'c' after */
 	int spill_all;		/* testing: every batch through the spill file */
 	int overlap;		/* mark while the streams are still read */
+	/* Called by the mono writer before each batch: 0 to go on, or -1
+	 * with err set to stop the run there (a stop signal, a lost lock). */
+	int (*check)(void *ctx, char *err, size_t errlen);
+	void *check_ctx;
 };
 
 struct mark;
@@ -59,8 +63,9 @@ int mark_candidate(struct mark *m, int is_mono, const struct merge_row *row);
 /*
  * Writes what is left, stops the writer and adds its counts (healed,
  * deferred, late, new mismatches by kind) and rule hits to c and hits.
- * With flush 0 the pending batch is dropped (the run failed). 0, or -1
- * with err when any write failed.
+ * With flush 0 the pending batch and those not yet written are dropped
+ * (the run failed or is stopping). 0, or -1 with err when any write
+ * failed.
  */
 int mark_finish(struct mark *m, int flush, struct run_counts *c,
     uint64_t *hits, char *err, size_t errlen);

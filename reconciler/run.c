@@ -1,9 +1,24 @@
 /*
- * run: see run.h. A run uses six connections: two "control" ones that hold
- * the advisory locks and are the writers' (mark.c), one for the writer's
- * lookups in micro, and three that stream with COPY (unconsumed mono rows,
- * unconsumed micro rows, open mismatches), all in correlation-id order,
- * into merge_run.
+ * run: see run.h. A run uses eight connections: two that only hold the
+ * advisory locks (one per database, idle all run long), two for the
+ * writers (mark.c) and the run row, one for the writer's lookups in micro,
+ * and three that stream with COPY (unconsumed mono rows, unconsumed micro
+ * rows, open mismatches), all in correlation-id order, into merge_run.
+ *
+ * The locks live on sessions that never run a long statement so that a
+ * run that dies, however it dies, frees them as soon as its sockets close:
+ * an idle backend reads the end of its connection at once, while one
+ * running a statement only notices between statements or at its next
+ * client_connection_check_interval (pg.c), which some long statements
+ * reach late. A run checks both lock sessions before each batch it
+ * writes and every LOCK_CHECK_ROWS rows it reads, and stops (exit 3) if
+ * one was cut: going on unlocked would let a second run in beside it.
+ *
+ * SIGTERM and SIGINT are taken by a thread of their own (sigwait): it
+ * sets the run's stop flag and cancels whatever statement the run's
+ * connections are executing, every STOP_CANCEL_MS until the run has
+ * wound down, so the run ends within a second or two, exit 3, its row
+ * 'aborted'. What it committed before is consistent (mark.h).
  *
  * Any database failure ends the run with EXIT_DB before the streams' tails
  * are classified: a stream that broke is never mistaken for a stream that
@@ -11,9 +26,13 @@
  */
 #include "reconciler/run.h"
 
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -36,6 +55,21 @@
  * for one COPY or chunks of 200,000. RECONCILER_READ_CHUNK sets it for tests.
  */
 #define READ_CHUNK_DEFAULT 200000
+#define LOCK_CHECK_ROWS 65536
+#define STOP_CANCEL_MS 100
+#define NCANCEL 8
+
+/* The stop signal thread and what it cancels. */
+struct stopper {
+	pthread_t thread;
+	int started;
+	sigset_t sigs;
+	atomic_int signo;		/* the signal that stops the run, or 0 */
+	pthread_mutex_t mu;
+	PGcancel *cancel[NCANCEL];	/* the run's busy connections */
+	int ncancel;
+	int quiet;			/* winding down: cancel nothing more */
+};
 
 /* Clusters a report opens with, at most (the largest). */
 #define REPORT_CLUSTERS 200
@@ -44,6 +78,10 @@ struct run {
 	const struct cli *cli;
 	size_t read_chunk;
 	const struct rules *rules;
+	PGconn *mono_lock, *micro_lock;
+	pthread_mutex_t lock_mu;	/* the lock sessions: one user at a time */
+	long rows_seen;
+	struct stopper stop;
 	PGconn *mono_w, *micro_w, *micro_lk, *mono_r, *micro_r, *open_r;
 	struct copy_stream *s_mono, *s_micro, *s_open;
 	struct mark *mark;
@@ -53,6 +91,7 @@ struct run {
 	struct run_counts c;
 	uint64_t *hits;
 	char err[1024];
+	char check_err[512];	/* why run_check stopped the merge */
 };
 
 static int
@@ -102,6 +141,139 @@ open_next(void *ctx, struct merge_open *o)
 	return 1;
 }
 
+static void *
+stopper_main(void *arg)
+{
+	struct stopper *st = arg;
+	struct timespec pause = { 0, STOP_CANCEL_MS * 1000000L };
+	char buf[256];
+	int sig, i, quiet;
+
+	if (sigwait(&st->sigs, &sig) != 0 || sig == SIGUSR1)
+		return NULL;
+	atomic_store(&st->signo, sig);
+	log_warnx("%s: stopping the run", sig == SIGTERM ? "SIGTERM" :
+	    "SIGINT");
+	/* Again and again: a thread may start a statement just after it
+	 * looked at the flag. */
+	for (;;) {
+		pthread_mutex_lock(&st->mu);
+		quiet = st->quiet;
+		for (i = 0; i < st->ncancel && !quiet; i++)
+			PQcancel(st->cancel[i], buf, sizeof(buf));
+		pthread_mutex_unlock(&st->mu);
+		if (quiet)
+			return NULL;
+		nanosleep(&pause, NULL);
+	}
+}
+
+/*
+ * SIGTERM and SIGINT are blocked in every thread of the process (the
+ * writers inherit the mask) and taken by the stopper's sigwait; SIGUSR1
+ * only ends the stopper when the run is over.
+ */
+static void
+stopper_start(struct stopper *st)
+{
+	sigemptyset(&st->sigs);
+	sigaddset(&st->sigs, SIGTERM);
+	sigaddset(&st->sigs, SIGINT);
+	sigaddset(&st->sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &st->sigs, NULL);
+	pthread_mutex_init(&st->mu, NULL);
+	if (pthread_create(&st->thread, NULL, stopper_main, st) != 0)
+		fatal("pthread_create");
+	st->started = 1;
+}
+
+static void
+stopper_watch(struct stopper *st, PGconn *conn)
+{
+	pthread_mutex_lock(&st->mu);
+	if (st->ncancel < NCANCEL)
+		st->cancel[st->ncancel++] = PQgetCancel(conn);
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* From here on the run's own statements (closing its row) go through. */
+static void
+stopper_quiet(struct stopper *st)
+{
+	if (!st->started)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->quiet = 1;
+	pthread_mutex_unlock(&st->mu);
+}
+
+static void
+stopper_end(struct stopper *st)
+{
+	int i;
+
+	if (!st->started)
+		return;
+	stopper_quiet(st);
+	pthread_kill(st->thread, SIGUSR1);
+	pthread_join(st->thread, NULL);
+	for (i = 0; i < st->ncancel; i++)
+		PQfreeCancel(st->cancel[i]);
+	pthread_mutex_destroy(&st->mu);
+	st->started = 0;
+}
+
+static int
+stopping(struct run *r)
+{
+	return atomic_load(&r->stop.signo) != 0;
+}
+
+/*
+ * Whether the run may go on: not stopped by a signal, both locks still
+ * held (a session lock lasts as long as its session: a lock session that
+ * answers still holds it). 0, or -1 with err set. Called by the merge and
+ * the mono writer, hence the mutex.
+ */
+static int
+run_check(struct run *r, char *err, size_t errlen)
+{
+	PGconn *conns[2] = { r->mono_lock, r->micro_lock };
+	const char *names[2] = { "postgresMono", "postgresMicro" };
+	char e[512];
+	PGresult *res;
+	int i, rc = 0;
+
+	if (stopping(r)) {
+		snprintf(err, errlen, "stopped by %s", atomic_load(
+		    &r->stop.signo) == SIGTERM ? "SIGTERM" : "SIGINT");
+		return -1;
+	}
+	if (r->cli->dry_run)
+		return 0;
+	pthread_mutex_lock(&r->lock_mu);
+	for (i = 0; i < 2 && rc == 0; i++) {
+		res = PQexec(conns[i], "select 1");
+		if (pg_ok(conns[i], res, PGRES_TUPLES_OK, "lock session", e,
+		    sizeof(e)) == -1) {
+			snprintf(err, errlen, "lost the lock of shard %d/%d on "
+			    "%s, stopping: %s", r->cli->shard.k,
+			    r->cli->shard.n, names[i], e);
+			rc = -1;
+		} else {
+			PQclear(res);
+		}
+	}
+	pthread_mutex_unlock(&r->lock_mu);
+	return rc;
+}
+
+static int
+mark_check(void *ctx, char *err, size_t errlen)
+{
+	return run_check(ctx, err, errlen);
+}
+
 static int
 sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
     const struct merge_open *open, const struct verdict *v)
@@ -110,6 +282,9 @@ sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
 	int rc = 0;
 
 	(void)open;
+	if (++r->rows_seen % LOCK_CHECK_ROWS == 0 &&
+	    run_check(r, r->check_err, sizeof(r->check_err)) == -1)
+		return -1;
 	switch (v->kind) {
 	case VERDICT_MATCH:
 		if (v->ignored)
@@ -158,21 +333,48 @@ writer_plans(PGconn *conn)
 }
 
 /*
- * Readers (and the lookups in micro): every statement walks an index in
- * key order (a merge join of reconcile_queue and the mail table when most
- * rows are queued, probes by key when the queue is a small part of a long
- * history) and a chunk stops after its LIMIT. With statistics older than
- * the tables (a bulk load since the last ANALYZE) the planner chose to
- * hash both whole tables and sort them for every chunk; no sequential
- * scans and no hash joins keep the plans on the indexes whatever the
- * statistics. JIT's compile time and parallel workers only take cores.
+ * Readers (and the lookups in micro): no plan they may choose can grow
+ * faster than the rows a chunk returns, whatever the statistics say. The
+ * mail streams (mail_stream) are written so that each queued id is looked
+ * up in the mail table by its unique index: that part leaves the planner
+ * no choice. What is left to choose is how to read the queue (or the open
+ * mismatches) in key order from a bound up to a LIMIT: the index in
+ * order, or a scan of everything after the bound that is then sorted,
+ * once per chunk. The second is what statistics saying "empty" (a bulk
+ * load since the last ANALYZE: pg_class says 0 rows) may make look as
+ * cheap as the first, and it is quadratic in the number of chunks; so
+ * sequential and bitmap scans, sorts and the hash, merge and materialised
+ * joins are switched off (PostgreSQL then only takes them where nothing
+ * else can run the query). JIT's compile time and parallel workers only
+ * take cores.
  */
 static void
 reader_plans(PGconn *conn)
 {
 	PQclear(PQexec(conn, "SET enable_seqscan = off; "
-	    "SET enable_hashjoin = off; SET jit = off; "
+	    "SET enable_bitmapscan = off; SET enable_sort = off; "
+	    "SET enable_hashjoin = off; SET enable_mergejoin = off; "
+	    "SET enable_material = off; SET jit = off; "
 	    "SET max_parallel_workers_per_gather = 0"));
+}
+
+/*
+ * A lock session only takes its lock and answers run_check's "select 1":
+ * idle otherwise, its backend sees the end of the connection the moment
+ * the run's process dies. The server's keepalives (seconds, not the
+ * default two hours) also end it when the run's host vanishes without
+ * closing anything.
+ */
+static PGconn *
+lock_session(const char *url, const char *name, char *err, size_t errlen)
+{
+	PGconn *conn = pg_connect(url, name, err, errlen);
+
+	if (conn != NULL)
+		PQclear(PQexec(conn, "SET tcp_keepalives_idle = 10; "
+		    "SET tcp_keepalives_interval = 5; "
+		    "SET tcp_keepalives_count = 3"));
+	return conn;
 }
 
 static int
@@ -187,6 +389,15 @@ connect_all(struct run *r)
 		return -1;
 	writer_plans(r->mono_w);
 	writer_plans(r->micro_w);
+	stopper_watch(&r->stop, r->mono_w);
+	stopper_watch(&r->stop, r->micro_w);
+	if (c->dry_run)
+		return 0;
+	if ((r->mono_lock = lock_session(c->mono_url, "postgresMono", r->err,
+	    sizeof(r->err))) == NULL ||
+	    (r->micro_lock = lock_session(c->micro_url, "postgresMicro",
+	    r->err, sizeof(r->err))) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -228,7 +439,7 @@ static int
 lock_both(struct run *r)
 {
 	int32_t key = shard_lock_key(&r->cli->shard);
-	PGconn *conns[2] = { r->mono_w, r->micro_w };
+	PGconn *conns[2] = { r->mono_lock, r->micro_lock };
 	const char *names[2] = { "postgresMono", "postgresMicro" };
 	int i, got;
 
@@ -247,7 +458,15 @@ lock_both(struct run *r)
 	return 0;
 }
 
-/* Unconsumed rows older than the cutoff, found through reconcile_queue. */
+/*
+ * Unconsumed rows older than the cutoff, found through reconcile_queue: the
+ * queue in key order, and for each queued id its row, looked up by the
+ * unique index of correlation_id (a LATERAL subquery that OFFSET 0 keeps
+ * from being flattened into a join, so each lookup is one index probe
+ * whatever the statistics say). As a join, statistics saying both tables
+ * were empty made the planner rescan one side for every row of the other:
+ * 100,000 rows took minutes instead of seconds.
+ */
 static struct copy_stream *
 mail_stream(struct run *r, PGconn *conn, const char *name, const char *table,
     const char *shard)
@@ -255,12 +474,14 @@ mail_stream(struct run *r, PGconn *conn, const char *name, const char *table,
 	struct copy_stream *cs;
 	char *sql;
 
-	sql = xasprintf("select q.correlation_id, destination, subject, body "
-	    "from reconcile_queue q join %s m using (correlation_id) "
-	    "where consumed_at is null and created_at <= to_timestamp(%s)%s",
-	    table, r->cutoff, shard);
-	cs = copy_stream_open(conn, name, sql, "q.correlation_id,"
-	    "m.correlation_id", r->read_chunk, 4, r->err, sizeof(r->err));
+	sql = xasprintf("select q.correlation_id, m.destination, m.subject, "
+	    "m.body from reconcile_queue q cross join lateral (select "
+	    "destination, subject, body from %s m where m.correlation_id = "
+	    "q.correlation_id and m.consumed_at is null and m.created_at <= "
+	    "to_timestamp(%s) offset 0) m where true%s", table, r->cutoff,
+	    shard);
+	cs = copy_stream_open(conn, name, sql, "q.correlation_id",
+	    r->read_chunk, 4, r->err, sizeof(r->err));
 	free(sql);
 	return cs;
 }
@@ -287,6 +508,10 @@ open_streams(struct run *r)
 	reader_plans(r->micro_r);
 	reader_plans(r->open_r);
 	reader_plans(r->micro_lk);
+	stopper_watch(&r->stop, r->mono_r);
+	stopper_watch(&r->stop, r->micro_r);
+	stopper_watch(&r->stop, r->open_r);
+	stopper_watch(&r->stop, r->micro_lk);
 	r->read_chunk = READ_CHUNK_DEFAULT;
 	if ((s = getenv("RECONCILER_READ_CHUNK")) != NULL && *s)
 		r->read_chunk = (size_t)strtoul(s, NULL, 10);
@@ -322,6 +547,9 @@ close_all(struct run *r)
 	PQfinish(r->mono_w);
 	PQfinish(r->micro_w);
 	PQfinish(r->micro_lk);
+	/* Last: the locks are held until everything else is closed. */
+	PQfinish(r->mono_lock);
+	PQfinish(r->micro_lock);
 	if (r->spool != NULL)
 		fclose(r->spool);
 	free(r->hits);
@@ -419,6 +647,27 @@ fail:
 	return -1;
 }
 
+/* Why a run that did not finish failed, into r->err; its status. */
+static const char *
+failure(struct run *r, int writer_failed, const char *merr)
+{
+	if (stopping(r)) {
+		snprintf(r->err, sizeof(r->err), "stopped by %s",
+		    atomic_load(&r->stop.signo) == SIGTERM ? "SIGTERM" :
+		    "SIGINT");
+		return "aborted";
+	}
+	if (writer_failed)
+		return "failed";	/* r->err has the writer's error */
+	if (r->check_err[0])
+		snprintf(r->err, sizeof(r->err), "%s", r->check_err);
+	else if (stream_error(r) != NULL)
+		snprintf(r->err, sizeof(r->err), "%s", stream_error(r));
+	else if (merr != NULL && merr[0])
+		snprintf(r->err, sizeof(r->err), "%s", merr);
+	return "failed";
+}
+
 int
 run_reconcile(const struct cli *c, const struct rules *rules)
 {
@@ -426,14 +675,17 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	struct mark_config mc;
 	struct merge_rows mono = { mono_next, &r }, micro = { micro_next, &r };
 	struct merge_opens open = { open_next, &r };
-	char merr[512], idbuf[32];
+	char merr[512] = "", idbuf[32];
+	const char *status = "failed";
 	uint64_t t0 = now_ns(), t1;
-	int rc, code = EXIT_DB;
+	int rc, code = EXIT_DB, wfail = 0;
 
 	memset(&r, 0, sizeof(r));
 	r.cli = c;
 	r.rules = rules;
 	r.hits = xcalloc(rules_count(rules) + 1, sizeof(*r.hits));
+	pthread_mutex_init(&r.lock_mu, NULL);
+	stopper_start(&r.stop);
 	if (connect_all(&r) == -1 || check_schema(&r) == -1)
 		goto out;
 	if (!c->dry_run && (code = lock_both(&r)) != 0)
@@ -453,7 +705,8 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 		code = EXIT_USAGE;
 		goto out;
 	}
-	if (open_streams(&r) == -1)
+	if (open_streams(&r) == -1 || run_check(&r, r.check_err,
+	    sizeof(r.check_err)) == -1)
 		goto fail_run;
 
 	memset(&mc, 0, sizeof(mc));
@@ -464,32 +717,36 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	mc.dry_run = c->dry_run;
 	mc.spool = r.spool;
 	mc.rules = rules;
+	mc.check = mark_check;
+	mc.check_ctx = &r;
 	crash_config(&mc);
 	r.mark = mark_start(&mc);
 	rc = merge_run(&mono, &micro, &open, rules, r.hits, sink, &r, merr,
 	    sizeof(merr));
 	if (rc != 0) {
 		/* Stop the writer first: its error, if any, is the cause. */
-		if (mark_finish(r.mark, 0, &r.c, r.hits, r.err,
-		    sizeof(r.err)) == 0)
-			snprintf(r.err, sizeof(r.err), "%s", stream_error(&r) ?
-			    stream_error(&r) : merr);
+		wfail = mark_finish(r.mark, 0, &r.c, r.hits, r.err,
+		    sizeof(r.err)) == -1;
 		r.mark = NULL;
 		goto fail_run;
 	}
 	log_debug("streams read in %.3fs", (double)(now_ns() - t0) / 1e9);
-	rc = mark_finish(r.mark, 1, &r.c, r.hits, r.err, sizeof(r.err));
+	wfail = mark_finish(r.mark, 1, &r.c, r.hits, r.err, sizeof(r.err)) == -1;
 	r.mark = NULL;
-	if (rc == -1)
+	if (wfail)
 		goto fail_run;
+	/* The work is done: a stop signal from now on lets the run close. */
+	stopper_quiet(&r.stop);
 	r.c.mono_rows = copy_stream_rows(r.s_mono);
 	r.c.micro_rows = copy_stream_rows(r.s_micro);
 	/* Every mismatch without a cluster gets one (this run's, and any a
 	 * killed run left), before the run counts as done. */
 	t1 = now_ns();
 	if (!c->dry_run && clusterstore_assign(r.mono_w, r.err,
-	    sizeof(r.err)) == -1)
+	    sizeof(r.err)) == -1) {
+		wfail = 1;	/* r.err says why */
 		goto fail_run;
+	}
 	log_info("clustering took %.3fs", (double)(now_ns() - t1) / 1e9);
 	if (!c->dry_run && runstore_finish(r.mono_w, r.run_id, "done", &r.c,
 	    rules, r.hits, NULL, r.err, sizeof(r.err)) == -1)
@@ -506,20 +763,26 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	goto done;
 
 fail_run:
+	status = failure(&r, wfail, merr);
+	stopper_quiet(&r.stop);
 	if (!c->dry_run && r.run_id > 0 && PQstatus(r.mono_w) == CONNECTION_OK) {
 		char e2[256];
 		PGresult *res = PQexec(r.mono_w, "rollback");
 		PQclear(res);
-		runstore_finish(r.mono_w, r.run_id, "failed", &r.c, rules, r.hits,
+		runstore_finish(r.mono_w, r.run_id, status, &r.c, rules, r.hits,
 		    r.err, e2, sizeof(e2));
 	}
 out:
+	if (code != EXIT_LOCKED && stopping(&r) && strcmp(status, "aborted"))
+		(void)failure(&r, 0, NULL);
 	if (code == EXIT_LOCKED)
 		log_warnx("%s", r.err);
 	else
 		log_error("%s", r.err);
 done:
+	stopper_end(&r.stop);
 	close_all(&r);
+	pthread_mutex_destroy(&r.lock_mu);
 	return code;
 }
 
