@@ -459,6 +459,76 @@ lock_both(struct run *r)
 }
 
 /*
+ * Makes sure no writer of an earlier run of the shard is still at work on
+ * one database, then makes this run's writer the one. A run that died may
+ * leave its writer's backend executing a last statement for a moment (it
+ * notices the lost client at its next check; a COMMIT already sent even
+ * completes), and a commit landing after this run's streams took their
+ * snapshots would show them half of it: a pair whose mono row is consumed
+ * while its late mismatch still looks open is skipped rather than healed,
+ * and the run would not leave the state an uninterrupted one leaves.
+ *
+ * Every writer session holds the shard's writer lock (SHARD_WRITER_CLASS)
+ * for its run's life. Once the run lock is ours, a holder of the writer
+ * lock can only be such a leftover: it is terminated (where this role may;
+ * otherwise it is waited for) and this run's writer takes the lock as soon
+ * as the leftover's backend is gone, before anything is read. 0,
+ * EXIT_LOCKED (still there after FENCE_WAIT) or EXIT_DB.
+ */
+#define FENCE_WAIT "30s"
+
+static int
+fence(struct run *r, PGconn *lockc, PGconn *writer, const char *name)
+{
+	char k1[16], k2[16];
+	const char *vals[2] = { k1, k2 };
+	PGresult *res;
+	char e[512];
+
+	snprintf(k1, sizeof(k1), "%d", SHARD_WRITER_CLASS);
+	snprintf(k2, sizeof(k2), "%d", (int)shard_lock_key(&r->cli->shard));
+	PQclear(PQexecParams(lockc, "select pg_terminate_backend(pid) from "
+	    "pg_locks where locktype = 'advisory' and granted and database = "
+	    "(select oid from pg_database where datname = current_database()) "
+	    "and classid = $1::int8::oid and objid = $2::int8::oid and "
+	    "objsubid = 2 and pid <> pg_backend_pid()", 2, NULL, vals, NULL,
+	    NULL, 0));
+	if (pg_command(writer, "set lock_timeout = '" FENCE_WAIT "'", name, e,
+	    sizeof(e)) == -1)
+		goto fail;
+	res = PQexecParams(writer, "select pg_advisory_lock($1::int4, "
+	    "$2::int4)", 2, NULL, vals, NULL, NULL, 0);
+	if (pg_ok(writer, res, PGRES_TUPLES_OK, name, e, sizeof(e)) == -1) {
+		if (PQstatus(writer) == CONNECTION_OK) {
+			snprintf(r->err, sizeof(r->err), "a session of an earlier "
+			    "run of shard %d/%d on %s is still writing after "
+			    FENCE_WAIT ": %s", r->cli->shard.k, r->cli->shard.n,
+			    name, e);
+			return EXIT_LOCKED;
+		}
+		goto fail;
+	}
+	PQclear(res);
+	if (pg_command(writer, "set lock_timeout = 0", name, e,
+	    sizeof(e)) == -1)
+		goto fail;
+	return 0;
+fail:
+	snprintf(r->err, sizeof(r->err), "%s", e);
+	return EXIT_DB;
+}
+
+static int
+fence_both(struct run *r)
+{
+	int rc;
+
+	if ((rc = fence(r, r->mono_lock, r->mono_w, "postgresMono")) != 0)
+		return rc;
+	return fence(r, r->micro_lock, r->micro_w, "postgresMicro");
+}
+
+/*
  * Unconsumed rows older than the cutoff, found through reconcile_queue: the
  * queue in key order, and for each queued id its row, looked up by the
  * unique index of correlation_id (a LATERAL subquery that OFFSET 0 keeps
@@ -688,8 +758,12 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	stopper_start(&r.stop);
 	if (connect_all(&r) == -1 || check_schema(&r) == -1)
 		goto out;
-	if (!c->dry_run && (code = lock_both(&r)) != 0)
+	if (!c->dry_run && ((code = lock_both(&r)) != 0 ||
+	    (code = fence_both(&r)) != 0)) {
+		if (stopping(&r))
+			code = EXIT_DB;	/* the signal cut the wait */
 		goto out;
+	}
 	code = EXIT_DB;
 	if (runstore_cutoff(r.mono_w, c->grace, r.cutoff, sizeof(r.cutoff),
 	    r.err, sizeof(r.err)) == -1)

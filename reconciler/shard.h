@@ -33,6 +33,8 @@ char *shard_sql(const struct shard *s, const char *col);
 
 /* Second key of the shard's advisory lock (the first is SHARD_LOCK_CLASS). */
 #define SHARD_LOCK_CLASS 0x52454331	/* "REC1" */
+/* First key of the lock a run's writer sessions hold (run.c, fence). */
+#define SHARD_WRITER_CLASS 0x52454332	/* "REC2" */
 int32_t shard_lock_key(const struct shard *s);
 
 #endif
