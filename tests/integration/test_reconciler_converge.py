@@ -22,9 +22,14 @@ lock (not exit 4) and leave exactly the uninterrupted run's state:
 - SIGTERM: the run ends within a few seconds with exit 3, its run row
   `aborted`;
 - pg_terminate_backend of the run's sessions (on mono, on micro, on both,
-  or only the sessions holding the locks): exit 3 (a run that lost a lock
-  stops rather than going on unlocked);
+  or only the sessions holding the run locks): exit 3 (a run that lost a
+  lock stops rather than going on unlocked), or 0/1 when the cut came
+  after the run's last statement on that side;
 - either database restarted (fast shutdown) in the middle of a run.
+
+Leftovers: a session holding a run's writer lock (what a dead run's
+writer backend, still finishing a statement, holds) is ended by the next
+run before it reads anything.
 
 Liveness. 100,000 pairs loaded while an ANALYZE from another session ran
 (what autovacuum does during a bulk load): pg_class then says the tables
