@@ -144,7 +144,7 @@ def phase_of(queries):
         ql = qtext.lower()
         if ql.startswith("copy"):
             names.append("streams")
-        elif "consumed_at is not null from" in ql:
+        elif ql.startswith("select correlation_id, destination"):
             names.append("lookups")
         elif ql.startswith("insert into reconciliation_mismatch"):
             names.append("mismatch inserts")
