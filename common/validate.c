@@ -7,7 +7,6 @@
 #include "validate.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,76 +192,203 @@ validate_text(const char *s, size_t len, const char *field, size_t max_len,
 	return 0;
 }
 
-/* 1 if the shortest decimal that reads back as v has more than two digits
- * after the point. */
-static int
-more_than_two_decimals(double v)
+static size_t
+skip_ws(const char *s, size_t i, size_t len)
 {
-	char buf[64], *epos, *dot;
-	int prec, frac, exp10 = 0;
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+	    s[i] == '\r'))
+		i++;
+	return i;
+}
 
-	/*
-	 * The common case without printing: v is the double nearest to k/100,
-	 * so the decimal k/100 reads back as v, and the shortest such decimal
-	 * has no more digits after the point. (v is bounded by the caller, so
-	 * v * 100 rounds to k.)
-	 */
-	if ((double)llround(v * 100.0) / 100.0 == v)
-		return 0;
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
+/* s[i] is '"': the index just past the closing quote. */
+static size_t
+skip_string(const char *s, size_t i, size_t len)
+{
+	for (i++; i < len && s[i] != '"'; i++)
+		if (s[i] == '\\')
+			i++;
+	return i < len ? i + 1 : len;
+}
+
+static size_t
+skip_value(const char *s, size_t i, size_t len)
+{
+	int depth = 0;
+
+	if (i < len && s[i] == '"')
+		return skip_string(s, i, len);
+	if (i < len && s[i] != '{' && s[i] != '[') {
+		while (i < len && s[i] != ',' && s[i] != '}' && s[i] != ']' &&
+		    s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			i++;
+		return i;
+	}
+	while (i < len) {
+		if (s[i] == '"') {
+			i = skip_string(s, i, len);
+			continue;
+		}
+		if (s[i] == '{' || s[i] == '[')
+			depth++;
+		else if (s[i] == '}' || s[i] == ']')
+			depth--;
+		i++;
+		if (depth == 0)
 			break;
 	}
-	epos = strchr(buf, 'e');
-	if (epos != NULL) {
-		exp10 = atoi(epos + 1);
-		*epos = '\0';
+	return i;
+}
+
+static int
+key_is(const char *s, size_t klen, const char *name)
+{
+	json_t *k;
+	int same;
+
+	if (memchr(s + 1, '\\', klen - 2) == NULL)
+		return klen - 2 == strlen(name) && memcmp(s + 1, name, klen - 2) == 0;
+	k = json_loadb(s, klen, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	same = json_is_string(k) && json_string_length(k) == strlen(name) &&
+	    memcmp(json_string_value(k), name, json_string_length(k)) == 0;
+	json_decref(k);
+	return same;
+}
+
+/*
+ * The raw text of top-level member `name` of the JSON object in
+ * body[0..len), which jansson has already accepted (so the scan can trust
+ * the grammar and needs to track only strings and nesting). Keys are
+ * compared decoded: "tot\u0061l" is "total". 0 with *off and *vlen set,
+ * -1 when there is no such member.
+ */
+static int
+member_text(const char *body, size_t len, const char *name, size_t *off,
+    size_t *vlen)
+{
+	size_t i = skip_ws(body, 0, len), k;
+
+	if (i >= len || body[i] != '{')
+		return -1;
+	i = skip_ws(body, i + 1, len);
+	while (i < len && body[i] == '"') {
+		k = skip_string(body, i, len);
+		if (k - i < 2)
+			return -1;
+		if (key_is(body + i, k - i, name)) {
+			i = skip_ws(body, k, len);
+			i = skip_ws(body, i + 1, len);	/* past ':' */
+			*off = i;
+			*vlen = skip_value(body, i, len) - i;
+			return 0;
+		}
+		i = skip_ws(body, k, len);
+		i = skip_ws(body, i + 1, len);
+		i = skip_ws(body, skip_value(body, i, len), len);
+		if (i < len && body[i] == ',')
+			i = skip_ws(body, i + 1, len);
 	}
-	dot = strchr(buf, '.');
-	frac = dot ? (int)strlen(dot + 1) : 0;
-	frac -= exp10;
-	return frac > 2;
+	return -1;
 }
 
 int
-validate_money(const json_t *v, const char *field, int64_t *cents,
-    struct validate_error *e)
+validate_money_text(const char *text, size_t len, const char *field,
+    int64_t *cents, struct validate_error *e)
 {
-	if (json_is_integer(v)) {
-		json_int_t n = json_integer_value(v);
+	const char *p = text, *end = text + len;
+	size_t nd = 0, ndigits_total = 0, trailing_zeros = 0;
+	long long exp10 = 0, ex = 0;
+	int exneg = 0, in_frac = 0;
+	int64_t v = 0;
+	char digits[16];	/* the first significant digits: 12 reach the cap */
+	size_t i;
 
-		if (n < 0)
-			return validate_fail(e, field, "%s must not be negative", field);
-		if (n > VALIDATE_MONEY_MAX_CENTS / 100)
-			return validate_fail(e, field, "%s must be at most %lld", field,
-			    VALIDATE_MONEY_MAX_CENTS / 100);
-		*cents = (int64_t)n * 100;
+	if (p < end && *p == '-')
+		return validate_fail(e, field, "%s must not be negative", field);
+	if (p == end || (*p < '0' || *p > '9'))
+		return validate_fail(e, field, "%s must be a number", field);
+	/*
+	 * value = D * 10^exp10 with D the digits read so far. Leading zeros
+	 * are dropped; a run of zeros is held back (trailing_zeros) until a
+	 * non-zero digit follows, so that 320.000 is 32 * 10^1 and not a
+	 * number with three decimals.
+	 */
+	for (; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
+		if (*p == '.') {
+			in_frac = 1;
+			continue;
+		}
+		if (in_frac)
+			exp10--;
+		if (*p == '0') {
+			if (nd > 0)
+				trailing_zeros++;
+			continue;
+		}
+		/* flush the zeros held back: they sit between two digits */
+		while (trailing_zeros > 0) {
+			if (nd < sizeof(digits))
+				digits[nd] = '0';
+			nd++;
+			trailing_zeros--;
+		}
+		if (nd < sizeof(digits))
+			digits[nd] = *p;
+		nd++;
+	}
+	ndigits_total = nd;
+	/* the zeros after the last non-zero digit scale D instead */
+	exp10 += (long long)trailing_zeros;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			exneg = *p++ == '-';
+		for (; p < end && *p >= '0' && *p <= '9'; p++)
+			if (ex < 1000000000LL)
+				ex = ex * 10 + (*p - '0');
+		exp10 += exneg ? -ex : ex;
+	}
+	if (p != end)
+		return validate_fail(e, field, "%s must be a number", field);
+	if (ndigits_total == 0) {
+		*cents = 0;
 		return 0;
 	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
+	if (exp10 < -2)
+		return validate_fail(e, field, "%s must have at most two decimals",
+		    field);
+	/* cents = D * 10^(exp10 + 2): more than 12 digits is over the cap */
+	if ((long long)ndigits_total + exp10 + 2 > 12)
+		return validate_fail(e, field, "%s must be at most %lld", field,
+		    VALIDATE_MONEY_MAX_CENTS / 100);
+	for (i = 0; i < ndigits_total; i++)
+		v = v * 10 + (digits[i] - '0');
+	for (ex = 0; ex < exp10 + 2; ex++)
+		v *= 10;
+	if (v > VALIDATE_MONEY_MAX_CENTS)
+		return validate_fail(e, field, "%s must be at most %lld", field,
+		    VALIDATE_MONEY_MAX_CENTS / 100);
+	*cents = v;
+	return 0;
+}
 
-		if (!isfinite(d))
-			return validate_fail(e, field, "%s must be a finite number",
-			    field);
-		if (d < 0)
-			return validate_fail(e, field, "%s must not be negative", field);
-		if (d > (double)(VALIDATE_MONEY_MAX_CENTS / 100))
-			return validate_fail(e, field, "%s must be at most %lld", field,
-			    VALIDATE_MONEY_MAX_CENTS / 100);
-		if (more_than_two_decimals(d))
-			return validate_fail(e, field,
-			    "%s must have at most two decimals", field);
-		*cents = (int64_t)llround(d * 100.0);
-		return 0;
-	}
-	return validate_fail(e, field, "%s must be a number", field);
+int
+validate_money(const json_t *v, const char *body, size_t len,
+    const char *field, int64_t *cents, struct validate_error *e)
+{
+	size_t off, vlen;
+
+	if (!json_is_number(v))
+		return validate_fail(e, field, "%s must be a number", field);
+	if (body == NULL || member_text(body, len, field, &off, &vlen) != 0)
+		return validate_fail(e, field, "%s: the number's text is not at "
+		    "the top level of the document", field);
+	return validate_money_text(body + off, vlen, field, cents, e);
 }
 
 static int
-one_field(const json_t *v, const struct validate_field *f, void *target,
-    struct validate_error *e)
+one_field(const json_t *v, const char *body, size_t len,
+    const struct validate_field *f, void *target, struct validate_error *e)
 {
 	char *dst = (char *)target + f->offset;
 
@@ -302,14 +428,16 @@ one_field(const json_t *v, const struct validate_field *f, void *target,
 		return 0;
 	}
 	case VALIDATE_MONEY:
-		return validate_money(v, f->name, (int64_t *)(void *)dst, e);
+		return validate_money(v, body, len, f->name,
+		    (int64_t *)(void *)dst, e);
 	}
 	return validate_fail(e, f->name, "%s: unknown type", f->name);
 }
 
 int
-validate_object(const json_t *obj, const struct validate_field *fields,
-    void *target, struct validate_error *e)
+validate_object(const json_t *obj, const char *body, size_t len,
+    const struct validate_field *fields, void *target,
+    struct validate_error *e)
 {
 	const struct validate_field *f;
 	const char *key;
@@ -332,7 +460,7 @@ validate_object(const json_t *obj, const struct validate_field *fields,
 				return validate_fail(e, f->name, "%s is required", f->name);
 			continue;
 		}
-		if (one_field(v, f, target, e) == -1)
+		if (one_field(v, body, len, f, target, e) == -1)
 			return -1;
 	}
 	return 0;

@@ -29,7 +29,7 @@ enum validate_type {
 	VALIDATE_TEXT,	/* const char * into the object (lives as long as it) */
 	VALIDATE_UUID,	/* char[37], canonical and lower-cased */
 	VALIDATE_INT,	/* int64_t in [min, max]; 7.0 is not an integer */
-	VALIDATE_MONEY,	/* int64_t cents, from a JSON integer or real */
+	VALIDATE_MONEY,	/* int64_t cents, from the number's text (exact) */
 };
 
 struct validate_field {
@@ -55,19 +55,27 @@ json_t *validate_parse_object(const char *body, size_t len,
 
 /*
  * Checks obj against fields and stores the values into target. Members
- * missing and not required leave their destination untouched. 0 or -1.
+ * missing and not required leave their destination untouched. body[0..len)
+ * is the text obj was parsed from: money is read from its number's text,
+ * never through a double. 0 or -1.
  */
-int validate_object(const json_t *obj, const struct validate_field *fields,
-    void *target, struct validate_error *e);
+int validate_object(const json_t *obj, const char *body, size_t len,
+    const struct validate_field *fields, void *target,
+    struct validate_error *e);
 
 /*
- * A JSON integer or real as cents: rejects non-numbers, negatives,
- * non-finite values, more than two decimals and more than
- * VALIDATE_MONEY_MAX_CENTS. A real's decimals are those of the shortest
- * decimal that reads back as the same double (320.001 has three, 1.10 one).
+ * Money from the text of a JSON number (RFC 8259 grammar), exactly: as
+ * cents, or -1 for a minus sign (-0 too), more than two decimals once
+ * trailing zeros are dropped (320.000 is fine, 0.30000000000000001 and
+ * 1e-3 are not), or more than VALIDATE_MONEY_MAX_CENTS. Exponents are
+ * applied to the decimal value: 0.1e1 is 1.00, 1.5e2 is 150.00.
  */
-int validate_money(const json_t *v, const char *field, int64_t *cents,
-    struct validate_error *e);
+int validate_money_text(const char *text, size_t len, const char *field,
+    int64_t *cents, struct validate_error *e);
+
+/* Member field of the object parsed from body[0..len), as money. */
+int validate_money(const json_t *v, const char *body, size_t len,
+    const char *field, int64_t *cents, struct validate_error *e);
 
 /*
  * Text that may go into a header, a log line or an address: valid UTF-8

@@ -167,7 +167,8 @@ payroll_create(struct http_request *req, void *arg)
 	body = http_request_body(req, &len);
 	memset(&e, 0, sizeof(e));
 	obj = validate_parse_object(body ? body : "", len, &e);
-	if (obj == NULL || validate_object(obj, payroll_fields, &in, &e) != 0) {
+	if (obj == NULL || validate_object(obj, body ? body : "", len,
+	    payroll_fields, &in, &e) != 0) {
 		http_reply_error(req, 400, e.message, e.field[0] ? e.field : NULL);
 		json_decref(obj);
 		return;

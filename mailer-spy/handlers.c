@@ -140,7 +140,7 @@ post_notification(struct http_request *req, void *arg)
 	body = http_request_body(req, &len);
 	memset(&n, 0, sizeof(n));
 	if ((obj = validate_parse_object(body, len, &e)) == NULL ||
-	    validate_object(obj, notification_fields, &n, &e) == -1) {
+	    validate_object(obj, body, len, notification_fields, &n, &e) == -1) {
 		count("invalid");
 		http_reply_error(req, 400, e.message, e.field[0] ? e.field : NULL);
 		goto out;

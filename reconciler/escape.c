@@ -36,23 +36,38 @@ escape_html(const char *s, size_t len)
 	return b.p;
 }
 
+/* OWASP's CSV injection rule: a spreadsheet reads these as a formula. */
+static int
+formula_lead(char c)
+{
+	return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' ||
+	    c == '\r';
+}
+
 char *
 escape_csv(const char *s)
 {
 	struct strbuf b = { NULL, 0, 0 };
+	int quote;
 
 	if (s == NULL)
 		return xstrdup("");
-	if (strpbrk(s, ",\"\r\n") == NULL && s[0] != ' ')
+	quote = strpbrk(s, ",\"\r\n") != NULL || s[0] == ' ';
+	if (!quote && !formula_lead(s[0]))
 		return xstrdup(s);
-	strbuf_add(&b, "\"", 1);
+	strbuf_add(&b, "", 0);
+	if (quote)
+		strbuf_add(&b, "\"", 1);
+	if (formula_lead(s[0]))
+		strbuf_add(&b, "'", 1);
 	for (; *s; s++) {
 		if (*s == '"')
 			strbuf_add(&b, "\"\"", 2);
 		else
 			strbuf_add(&b, s, 1);
 	}
-	strbuf_add(&b, "\"", 1);
+	if (quote)
+		strbuf_add(&b, "\"", 1);
 	return b.p;
 }
 
@@ -60,7 +75,7 @@ char *
 escape_text(const char *s)
 {
 	struct strbuf b = { NULL, 0, 0 };
-	char hex[8];
+	char hex[16];
 
 	strbuf_add(&b, "\"", 1);
 	for (; *s; s++) {
@@ -75,6 +90,13 @@ escape_text(const char *s)
 			if (c < 0x20 || c == 0x7f) {
 				snprintf(hex, sizeof(hex), "\\x%02x", c);
 				strbuf_add(&b, hex, 4);
+			} else if (c == 0xc2 && (unsigned char)s[1] >= 0x80 &&
+			    (unsigned char)s[1] <= 0x9f) {
+				/* a C1 control (U+0080..U+009F): CSI is one */
+				snprintf(hex, sizeof(hex), "\\xc2\\x%02x",
+				    (unsigned char)s[1]);
+				strbuf_add(&b, hex, 8);
+				s++;
 			} else {
 				strbuf_add(&b, s, 1);
 			}
@@ -82,4 +104,20 @@ escape_text(const char *s)
 	}
 	strbuf_add(&b, "\"", 1);
 	return b.p;
+}
+
+char *
+escape_word(const char *s)
+{
+	const unsigned char *p;
+
+	if (s == NULL)
+		return xstrdup("-");
+	for (p = (const unsigned char *)s; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\' ||
+		    (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+			break;
+	if (*s != '\0' && *p == '\0')
+		return xstrdup(s);
+	return escape_text(s);
 }

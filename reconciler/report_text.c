@@ -1,7 +1,10 @@
 /*
  * report_text: for people and cron mail. The summary comes first, then
  * one block per mismatch with each differing field of both sides quoted
- * on one line (control characters escaped).
+ * on one line (control characters escaped). Every value printed, down to
+ * names and stamps read back from the database, goes through escape.h:
+ * a stored value cannot start a line of its own or send a terminal
+ * control sequence.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +15,36 @@
 
 static const char *const field_names[3] = { "destination", "subject", "body" };
 
+/* s as a word of the line (escape_word), written after prefix. */
+static void
+word(FILE *fp, const char *prefix, const char *s)
+{
+	char *e = escape_word(s);
+
+	fprintf(fp, "%s%s", prefix, e);
+	free(e);
+}
+
 static void
 summary(FILE *fp, const struct run_summary *s)
 {
 	size_t i;
 
-	if (s->dry_run)
+	if (s->dry_run) {
 		fprintf(fp, "reconciliation dry run (nothing written)");
-	else
-		fprintf(fp, "reconciliation run %lld (%s)", (long long)s->id,
-		    s->status ? s->status : "?");
+	} else {
+		fprintf(fp, "reconciliation run %lld", (long long)s->id);
+		word(fp, " (", s->status ? s->status : "?");
+		fputc(')', fp);
+	}
 	fprintf(fp, ", shard %d/%d, grace %lds\n", s->shard_k, s->shard_n,
 	    s->grace);
-	if (s->started_at)
-		fprintf(fp, "started %s, finished %s, cutoff %s\n", s->started_at,
-		    s->finished_at ? s->finished_at : "-",
-		    s->cutoff ? s->cutoff : "-");
+	if (s->started_at) {
+		word(fp, "started ", s->started_at);
+		word(fp, ", finished ", s->finished_at);
+		word(fp, ", cutoff ", s->cutoff);
+		fputc('\n', fp);
+	}
 	for (i = 0; i < report_ncount_fields; i++)
 		fprintf(fp, "%s%s %lld", i ? ", " : "",
 		    report_count_fields[i].name,
@@ -40,13 +57,17 @@ summary(FILE *fp, const struct run_summary *s)
 	}
 	if (s->nrules > 0) {
 		fprintf(fp, "rules (differences absorbed):");
-		for (i = 0; i < s->nrules; i++)
-			fprintf(fp, " %s %lld", s->rules[i].name,
-			    (long long)s->rules[i].count);
+		for (i = 0; i < s->nrules; i++) {
+			word(fp, " ", s->rules[i].name);
+			fprintf(fp, " %lld", (long long)s->rules[i].count);
+		}
 		fputc('\n', fp);
 	}
-	if (s->error)
-		fprintf(fp, "error: %s\n", s->error);
+	if (s->error) {
+		char *e = escape_text(s->error);
+		fprintf(fp, "error: %s\n", e);
+		free(e);
+	}
 }
 
 static int
@@ -73,17 +94,22 @@ report_text(FILE *fp, const struct run_summary *s, struct mismatch_iter *it)
 			fputc('\n', fp);
 		/* A dry run's mismatches were never stored: no id. */
 		if (m.id > 0)
-			fprintf(fp, "mismatch %lld %s %s", (long long)m.id, m.cid,
-			    m.kind);
+			fprintf(fp, "mismatch %lld", (long long)m.id);
 		else
-			fprintf(fp, "mismatch - %s %s", m.cid, m.kind);
-		if (m.fields && m.fields[0])
-			fprintf(fp, " [%s]", m.fields);
+			fprintf(fp, "mismatch -");
+		word(fp, " ", m.cid);
+		word(fp, " ", m.kind);
+		if (m.fields && m.fields[0]) {
+			word(fp, " [", m.fields);
+			fputc(']', fp);
+		}
 		if (m.cluster_id)
 			fprintf(fp, " cluster %lld", (long long)m.cluster_id);
-		if (m.resolved_at)
-			fprintf(fp, " resolved %s (%s)", m.resolved_at,
-			    m.resolution ? m.resolution : "?");
+		if (m.resolved_at) {
+			word(fp, " resolved ", m.resolved_at);
+			word(fp, " (", m.resolution ? m.resolution : "?");
+			fputc(')', fp);
+		}
 		fputc('\n', fp);
 		if (m.mono[0] == NULL || m.micro[0] == NULL) {
 			/* Missing: the side that exists, whole. */

@@ -72,13 +72,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	FUZZ_CHECK(json_is_object(obj), "parse_object returned a non-object");
-	if (validate_object(obj, payroll_fields, &p, &e) == 0) {
+	if (validate_object(obj, (const char *)data, size, payroll_fields, &p, &e) == 0) {
 		check_text(p.ship_to);
 		FUZZ_CHECK(p.total >= 0 && p.total <= VALIDATE_MONEY_MAX_CENTS, "total %lld", (long long)p.total);
 	} else {
 		FUZZ_CHECK(e.message[0] != '\0', "payroll rejected without a message");
 	}
-	if (validate_object(obj, note_fields, &n, &e) == 0) {
+	if (validate_object(obj, (const char *)data, size, note_fields, &n, &e) == 0) {
 		check_text(n.ship_to);
 		FUZZ_CHECK(strlen(n.correlation_id) == 36, "uuid '%s'", n.correlation_id);
 		FUZZ_CHECK(n.payroll_id >= 1, "payrollId %lld", (long long)n.payroll_id);

@@ -247,6 +247,85 @@ test_text_summary_first(void **state)
 	free(out);
 }
 
+/* Issue 14: OWASP's formula-leading characters get a leading quote. */
+static void
+test_csv_formula_injection(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\"" },
+		{ "+1+1", "'+1+1" },
+		{ "-2+3", "'-2+3" },
+		{ "@SUM(A1)", "'@SUM(A1)" },
+		{ "\t=1", "'\t=1" },
+		{ "\r=1", "\"'\r=1\"" },
+		{ "=1,2", "\"'=1,2\"" },
+		{ "a=1", "a=1" },
+		{ "", "" },
+	};
+	size_t i;
+	char *e;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		e = escape_csv(cases[i].in);
+		assert_string_equal(e, cases[i].out);
+		free(e);
+	}
+}
+
+/* Every cell of a CSV report is neutralised, not only the bodies. */
+static void
+test_csv_report_no_formula_cell(void **state)
+{
+	struct mismatch m[2];
+	char *out;
+
+	(void)state;
+	two(m);
+	m[0].kind = "=cmd|' /C calc'!A0";
+	m[0].note = "@evil";
+	m[0].mono[0] = "+x@example.com";
+	m[0].micro[1] = "-1";
+	out = render(REPORT_CSV, m, 2);
+	assert_null(strstr(out, ",=cmd"));
+	assert_null(strstr(out, ",@evil"));
+	assert_null(strstr(out, ",+x@"));
+	assert_null(strstr(out, ",-1"));
+	assert_non_null(strstr(out, ",'@evil,"));
+	assert_non_null(strstr(out, ",'+x@example.com,"));
+	free(out);
+}
+
+/* The text report escapes every field: a stored kind, field list, rule
+ * name or resolution cannot start a line or carry a terminal escape. */
+static void
+test_text_escapes_every_field(void **state)
+{
+	struct mismatch m[2];
+	char *out, *p;
+
+	(void)state;
+	two(m);
+	m[0].kind = "content\nmismatch 99 forged";
+	m[0].fields = "body\x1b[2J";
+	m[0].resolved_at = "2026-01-01T00:00:00Z\r";
+	m[0].resolution = "late\xc2\x9b" "31m";
+	m[1].cid = "x\ny";
+	out = render(REPORT_TEXT, m, 2);
+	assert_null(strstr(out, "\nmismatch 99"));
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\r'));
+	assert_null(strstr(out, "\xc2\x9b"));
+	assert_non_null(strstr(out, "\"content\\nmismatch 99 forged\""));
+	assert_non_null(strstr(out, "\\xc2\\x9b31m"));
+	/* ordinary words stay as they were */
+	assert_non_null(strstr(out, "mismatch 2 \"x\\ny\" missing_in_micro\n"));
+	assert_non_null(strstr(out, " resolved \"2026-01-01T00:00:00Z\\r\" (\"late"));
+	for (p = out; *p; p++)
+		assert_true((unsigned char)*p >= 0x20 || *p == '\n');
+	free(out);
+}
+
 int
 main(void)
 {
@@ -259,6 +338,9 @@ main(void)
 		cmocka_unit_test(test_html_escapes_and_marks),
 		cmocka_unit_test(test_html_shows_line_end_differences),
 		cmocka_unit_test(test_text_summary_first),
+		cmocka_unit_test(test_csv_formula_injection),
+		cmocka_unit_test(test_csv_report_no_formula_cell),
+		cmocka_unit_test(test_text_escapes_every_field),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,7 +48,7 @@ check(const char *body, struct payload *p, struct validate_error *e)
 	o = validate_parse_object(body, strlen(body), e);
 	if (o == NULL)
 		return -1;
-	rc = validate_object(o, fields, p, e);
+	rc = validate_object(o, body, strlen(body), fields, p, e);
 	if (rc == 0 && p->name != NULL)
 		p->name = "(checked)";	/* the string dies with o */
 	json_decref(o);
@@ -118,7 +118,8 @@ money_rejected(const char *total_json, const char *why)
 
 	assert_int_equal(cents_of(total_json, &e), -1);
 	assert_string_equal(e.field, "total");
-	assert_non_null(strstr(e.message, why));
+	if (strstr(e.message, why) == NULL)
+		fail_msg("%s: '%s' does not say '%s'", total_json, e.message, why);
 }
 
 static void
@@ -144,6 +145,68 @@ test_money_rejected(void **state)
 	money_rejected("null", "must be a number");
 	money_rejected("[320]", "must be a number");
 	money_rejected("99999999999999999999999", "too big");
+	money_rejected("-0", "negative");
+}
+
+/*
+ * Issue 14: money is read from the number's text, never through a double.
+ * Each of these reads back as a double with two or fewer decimals (or as
+ * one just under the cap), so a double-based check let them through and
+ * rounded them.
+ */
+static void
+test_money_exact_text(void **state)
+{
+	struct validate_error e;
+
+	(void)state;
+	money_rejected("320.0000000000000001", "two decimals");
+	money_rejected("0.30000000000000001", "two decimals");
+	money_rejected("999999999.999999999", "two decimals");
+	money_rejected("1.0000000000000000000000000000001", "two decimals");
+	money_rejected("0.009999999999999999999", "two decimals");
+	money_rejected("32000000000000000001e-17", "two decimals");
+	money_rejected("1e-3", "two decimals");
+	money_rejected("1E-3", "two decimals");
+	money_rejected("0.001e0", "two decimals");
+	money_rejected("1.0001e1", "two decimals");	/* 10.001 */
+	money_rejected("1e-1000000000000000", "two decimals");
+	money_rejected("1000000000.000000001", "two decimals");
+	money_rejected("1000000000.0000000000000000000001", "two decimals");
+	money_rejected("1000000000.01", "at most");
+	money_rejected("100000000001e-2", "at most");
+	money_rejected("1e12", "at most");
+	money_rejected("0.0000000000000000000000000000000000001e48", "at most");
+	/* the member's name written with an escape is the same member */
+	assert_int_equal(check("{\"id\":\"" GOOD_ID "\",\"n\":3,\"name\":\"J\","
+	    "\"tot\\u0061l\":0.30000000000000001}", &(struct payload){0}, &e), -1);
+	assert_string_equal(e.field, "total");
+	/* another member holding a look-alike number does not confuse it */
+	assert_int_equal(check("{\"id\":\"" GOOD_ID "\",\"n\":3,\"name\":"
+	    "\"total 0.001\",\"total\":320}", &(struct payload){0}, &e), 0);
+}
+
+/* Exponents are applied to the decimal value, exactly. */
+static void
+test_money_exact_accepted(void **state)
+{
+	struct validate_error e;
+
+	(void)state;
+	assert_int_equal(cents_of("0.1e1", &e), 100);
+	assert_int_equal(cents_of("320.000", &e), 32000);
+	assert_int_equal(cents_of("320.0000000000000000000", &e), 32000);
+	assert_int_equal(cents_of("1E+2", &e), 10000);
+	assert_int_equal(cents_of("12345e-2", &e), 12345);
+	assert_int_equal(cents_of("100e-2", &e), 100);
+	assert_int_equal(cents_of("0e-50", &e), 0);
+	assert_int_equal(cents_of("0.00", &e), 0);
+	assert_int_equal(cents_of("0.0000000000000000000000000000001e31", &e), 100);
+	assert_int_equal(cents_of("1000000000.000", &e), 100000000000LL);
+	assert_int_equal(cents_of("999999999.99", &e), 99999999999LL);
+	assert_int_equal(cents_of(" 7.5 ", &e), 750);
+	assert_int_equal(cents_of("0.07", &e), 7);
+	assert_int_equal(cents_of("1.2300", &e), 123);
 }
 
 static void
@@ -244,6 +307,8 @@ main(void)
 		cmocka_unit_test(test_good_document),
 		cmocka_unit_test(test_money_accepted),
 		cmocka_unit_test(test_money_rejected),
+		cmocka_unit_test(test_money_exact_text),
+		cmocka_unit_test(test_money_exact_accepted),
 		cmocka_unit_test(test_structure),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_text),
