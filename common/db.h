@@ -44,8 +44,31 @@ void db_retry_now(struct db *db);
 /* Last known state, readable from any thread: 1 up, 0 down. */
 int db_is_up(const struct db *db);
 
-/* Runs "SELECT 1" on a connection of its own (for /readyz). 0 ok, -1 down. */
+/* Runs "SELECT 1" on a connection of its own. 0 ok, -1 down (err redacted). */
 int db_ping(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * Readiness for /readyz: a thread of its own runs "SELECT 1" on its own
+ * connection at most once a second and keeps the outcome, so a request
+ * reads a state and never waits for (or opens) a connection; a flood of
+ * /readyz costs the database nothing.
+ */
+struct db_probe;
+struct db_probe *db_probe_start(const char *conninfo, const char *name);
+/* 1 ready, 0 not (err says why, redacted; before the first probe: not yet). */
+int db_probe_ready(struct db_probe *p, char *err, size_t errlen);
+void db_probe_stop(struct db_probe *p);
+
+/*
+ * A libpq message about conninfo made safe for a log: the password (as
+ * parsed, and as written in a URI) is replaced by "***" wherever it
+ * appears, and when conninfo does not parse, all from the first double
+ * quote of msg to the last is cut (libpq quotes the bad part, which may be
+ * a piece of a password with spaces or quotes in it). In place; msg stays
+ * NUL-terminated within its size. A conninfo without '=' and not a URI is
+ * a database name: nothing to hide.
+ */
+void db_redact(const char *conninfo, char *msg, size_t size);
 
 /* Escapes nothing: a helper that gives the message of a failed result. */
 const char *db_error(const PGconn *conn, const PGresult *res);

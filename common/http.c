@@ -25,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -84,8 +86,27 @@ struct route_metrics {
 	} by_status[STATUS_SLOTS];
 };
 
+/*
+ * One per connection (MHD's socket context), on the server's list while
+ * the connection lives, for the deadline sweeper. reading is 1 from the
+ * connection's start, or the end of the previous answer, until the
+ * request is whole; since is when that began.
+ */
+struct conn_track {
+	struct conn_track *prev, *next;
+	int fd;
+	_Atomic int reading;
+	_Atomic uint64_t since_ns;
+};
+
 struct http_server {
 	struct MHD_Daemon *daemon;
+	pthread_mutex_t conns_lock;
+	struct conn_track *conns;	/* under conns_lock */
+	pthread_t sweeper;
+	pthread_cond_t sweeper_wake;
+	int sweeper_stop;		/* under conns_lock */
+	int sweeper_running;
 	struct http_server_config cfg;
 	struct route_metrics *route_metrics;	/* one per route */
 	_Atomic long inflight;
@@ -103,6 +124,7 @@ struct http_server {
 	int closing;
 	unsigned handlers;
 	struct http_request *live;
+	struct metric *m_deadline;
 };
 
 static void
@@ -170,6 +192,27 @@ content_type_json(const char *ct)
 	return *p == '\0';
 }
 
+/* 1 when the request carries "Authorization: Bearer <token>". */
+static int
+bearer_ok(const struct http_request *req, const char *token)
+{
+	static const char prefix[] = "Bearer ";
+	const char *h = http_request_header(req, "Authorization");
+	size_t tlen, hlen, i;
+	unsigned char diff;
+
+	if (h == NULL || strncasecmp(h, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	h += sizeof(prefix) - 1;
+	tlen = strlen(token);
+	hlen = strlen(h);
+	diff = hlen != tlen;
+	/* Same work whatever the mismatch position. */
+	for (i = 0; i < tlen; i++)
+		diff |= (unsigned char)(token[i] ^ (i < hlen ? h[i] : 0));
+	return diff == 0;
+}
+
 static void
 route_request(struct http_request *req)
 {
@@ -194,6 +237,16 @@ route_request(struct http_request *req)
 			    sizeof(req->allow) - alen, "%s%s", alen ? ", " : "",
 			    r->method);
 		}
+	}
+	/* Before 404/405: without the token, the routes are nobody's business. */
+	if (cfg->token != NULL && cfg->token[0] != '\0' &&
+	    (req->route == NULL || !(req->route->flags & HTTP_ROUTE_PUBLIC)) &&
+	    !bearer_ok(req, cfg->token)) {
+		req->route = NULL;
+		req->early_status = 401;
+		req->early_message = http_request_header(req, "Authorization") ?
+		    "invalid token" : "authorization required";
+		return;
 	}
 	if (req->route == NULL) {
 		req->early_status = path_seen ? 405 : 404;
@@ -258,6 +311,105 @@ request_free(struct http_request *req)
 	free(req);
 }
 
+/* The deadline clock of conn: (re)started with 1, stopped with 0. */
+static void
+track_reading(struct MHD_Connection *conn, int reading)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct conn_track *t;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci == NULL || (t = ci->socket_context) == NULL)
+		return;
+	if (reading)
+		atomic_store(&t->since_ns, now_ns());
+	atomic_store(&t->reading, reading);
+}
+
+static void
+connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *srv = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct conn_track *t = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn,
+		    MHD_CONNECTION_INFO_CONNECTION_FD);
+		t = xcalloc(1, sizeof(*t));
+		t->fd = ci != NULL ? ci->connect_fd : -1;
+		atomic_init(&t->reading, 1);
+		atomic_init(&t->since_ns, now_ns());
+		pthread_mutex_lock(&srv->conns_lock);
+		t->next = srv->conns;
+		if (srv->conns != NULL)
+			srv->conns->prev = t;
+		srv->conns = t;
+		pthread_mutex_unlock(&srv->conns_lock);
+		*socket_context = t;
+		return;
+	}
+	if (t == NULL)
+		return;
+	/* Before MHD closes the socket: the sweeper never sees a reused fd. */
+	pthread_mutex_lock(&srv->conns_lock);
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		srv->conns = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&srv->conns_lock);
+	free(t);
+	*socket_context = NULL;
+}
+
+/*
+ * Every quarter second: a connection still reading its request past the
+ * deadline is shut down (MHD sees the end of the stream and closes it).
+ * The idle timeout alone cannot do this: it restarts with every byte.
+ */
+static void *
+sweeper_main(void *arg)
+{
+	struct http_server *srv = arg;
+	uint64_t limit = (uint64_t)srv->cfg.request_deadline_s * 1000000000ULL;
+	struct conn_track *t;
+	struct timespec until;
+	uint64_t now;
+	unsigned cut;
+
+	pthread_mutex_lock(&srv->conns_lock);
+	while (!srv->sweeper_stop) {
+		now = now_ns();
+		cut = 0;
+		for (t = srv->conns; t != NULL; t = t->next) {
+			if (!atomic_load(&t->reading) || t->fd < 0 ||
+			    now - atomic_load(&t->since_ns) <= limit)
+				continue;
+			atomic_store(&t->reading, 0);
+			shutdown(t->fd, SHUT_RDWR);
+			cut++;
+		}
+		if (cut > 0) {
+			metrics_inc(srv->m_deadline, cut);
+			log_debug("closed %u connection(s) still sending their "
+			    "request after %us", cut, srv->cfg.request_deadline_s);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += 250000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&srv->sweeper_wake, &srv->conns_lock,
+		    &until);
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+	return NULL;
+}
+
 static void
 completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
@@ -265,7 +417,7 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
 
-	(void)conn;
+	track_reading(conn, 1);
 	if (req == NULL)
 		return;
 	if (!req->queued)
@@ -383,6 +535,9 @@ run_handler(struct http_request *req)
 	if (req->early_status == 405) {
 		http_response_header(req, "Allow", req->allow);
 		http_reply_error(req, 405, req->early_message, NULL);
+	} else if (req->early_status == 401) {
+		http_response_header(req, "WWW-Authenticate", "Bearer");
+		http_reply_error(req, 401, req->early_message, NULL);
 	} else if (req->early_status != 0) {
 		http_reply_error(req, req->early_status, req->early_message, NULL);
 	} else if (req->too_big) {
@@ -500,8 +655,10 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	if (req->queued)
 		return MHD_YES;
-	if (!req->handled)
+	if (!req->handled) {
+		track_reading(conn, 0);	/* the request is whole */
 		run_handler(req);
+	}
 	pthread_mutex_lock(&req->lock);
 	if (req->answered) {
 		pthread_mutex_unlock(&req->lock);
@@ -515,6 +672,27 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 	return rc;
 }
 
+/*
+ * Room for every connection the limits allow, plus the process's own
+ * files: a soft RLIMIT_NOFILE of 1024 (a common default) would make
+ * accept() fail long before connection_limit.
+ */
+static void
+raise_fd_limit(unsigned want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ?
+	    want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("setrlimit(RLIMIT_NOFILE, %lu)", (unsigned long)rl.rlim_cur);
+	else if (rl.rlim_cur < want)
+		log_warnx("open files limited to %lu (hard limit): fewer than "
+		    "the %u connections allowed", (unsigned long)rl.rlim_cur, want);
+}
+
 struct http_server *
 http_server_start(const struct http_server_config *cfg, char *err,
     size_t errlen)
@@ -523,6 +701,9 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	struct sockaddr_in sa;
 	sigset_t sigs;
 	unsigned flags;
+	const char *bind = cfg->bind, *tname;
+	int has_token = cfg->token != NULL && cfg->token[0] != '\0';
+	pthread_condattr_t ca;
 
 	srv->cfg = *cfg;
 	srv->route_metrics = xcalloc(cfg->nroutes ? cfg->nroutes : 1,
@@ -533,8 +714,12 @@ http_server_start(const struct http_server_config *cfg, char *err,
 		srv->cfg.threads = 2;
 	if (srv->cfg.connection_limit == 0)
 		srv->cfg.connection_limit = 4096;
+	if (srv->cfg.per_ip_limit == 0)
+		srv->cfg.per_ip_limit = 1024;
 	if (srv->cfg.timeout_s == 0)
 		srv->cfg.timeout_s = 30;
+	if (srv->cfg.request_deadline_s == 0)
+		srv->cfg.request_deadline_s = 10;
 	if (srv->cfg.drain_s == 0)
 		srv->cfg.drain_s = 10;
 	snprintf(srv->served_by, sizeof(srv->served_by), "%s/%s",
@@ -544,21 +729,37 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	atomic_init(&srv->draining, 0);
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->idle, NULL);
+	pthread_mutex_init(&srv->conns_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->sweeper_wake, &ca);
+	pthread_condattr_destroy(&ca);
+	srv->m_deadline = metrics_counter("http_request_deadline_closed_total",
+	    "Connections closed for sending a request slower than the deadline",
+	    NULL);
 
+	/* Secure by default: no token, no listening beyond this machine. */
+	/* (a server that checks its clients itself names no token_name) */
+	tname = cfg->token_name;
+	if (bind == NULL || *bind == '\0') {
+		bind = has_token ? "0.0.0.0" : "127.0.0.1";
+		if (!has_token && tname != NULL)
+			log_info("%s is not set: listening on 127.0.0.1 only "
+			    "(set %s, or BIND to choose the address)", tname, tname);
+	} else if (!has_token && tname != NULL) {
+		log_warnx("BIND=%s without %s: every endpoint is open to anyone "
+		    "who reaches %s", bind, tname, bind);
+	}
+	srv->cfg.bind = bind;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(cfg->port);
-	sa.sin_addr.s_addr = htonl(INADDR_ANY);
-	if (cfg->bind != NULL && *cfg->bind != '\0' &&
-	    inet_pton(AF_INET, cfg->bind, &sa.sin_addr) != 1) {
+	if (inet_pton(AF_INET, bind, &sa.sin_addr) != 1) {
 		snprintf(err, errlen, "bind address '%s' is not an IPv4 address",
-		    cfg->bind);
-		pthread_cond_destroy(&srv->idle);
-		pthread_mutex_destroy(&srv->lock);
-		free(srv->route_metrics);
-		free(srv);
-		return NULL;
+		    bind);
+		goto fail;
 	}
+	raise_fd_limit(srv->cfg.connection_limit + 256);
 
 	/*
 	 * Server threads inherit this mask: SIGTERM and SIGINT wait for
@@ -588,20 +789,30 @@ http_server_start(const struct http_server_config *cfg, char *err,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.connection_limit,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)srv->cfg.per_ip_limit,
 	    MHD_OPTION_NOTIFY_COMPLETED, (MHD_RequestCompletedCallback)completed_cb,
 	    srv,
+	    MHD_OPTION_NOTIFY_CONNECTION,
+	    (MHD_NotifyConnectionCallback)connection_cb, srv,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
-		    cfg->bind ? cfg->bind : "0.0.0.0", (unsigned)cfg->port);
-		pthread_cond_destroy(&srv->idle);
-		pthread_mutex_destroy(&srv->lock);
-		free(srv->route_metrics);
-		free(srv);
-		return NULL;
+		    bind, (unsigned)cfg->port);
+		goto fail;
 	}
+	thread_start(&srv->sweeper, sweeper_main, srv);
+	srv->sweeper_running = 1;
 	return srv;
+fail:
+	pthread_cond_destroy(&srv->sweeper_wake);
+	pthread_mutex_destroy(&srv->conns_lock);
+	pthread_cond_destroy(&srv->idle);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv->route_metrics);
+	free(srv);
+	return NULL;
 }
 
 /* Waits up to until_ns for every request to be completed; 1 when they are. */
@@ -702,9 +913,18 @@ http_server_free(struct http_server *srv)
 		log_warnx("%u request(s) never answered: 503", n);
 		wait_inflight(srv, now_ns() + 1000000000ULL);
 	}
+	if (srv->sweeper_running) {
+		pthread_mutex_lock(&srv->conns_lock);
+		srv->sweeper_stop = 1;
+		pthread_cond_signal(&srv->sweeper_wake);
+		pthread_mutex_unlock(&srv->conns_lock);
+		pthread_join(srv->sweeper, NULL);
+	}
 	MHD_stop_daemon(srv->daemon);
 	pthread_cond_destroy(&srv->idle);
 	pthread_mutex_destroy(&srv->lock);
+	pthread_cond_destroy(&srv->sweeper_wake);
+	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv->route_metrics);
 	free(srv);
 }
@@ -864,28 +1084,11 @@ http_defer(struct http_request *req)
 int
 http_require_bearer(struct http_request *req, const char *token)
 {
-	static const char prefix[] = "Bearer ";
-	const char *h;
-	size_t tlen, hlen, i;
-	unsigned char diff = 0;
-
-	if (token == NULL || *token == '\0')
+	if (token == NULL || *token == '\0' || bearer_ok(req, token))
 		return 0;
-	h = http_request_header(req, "Authorization");
-	if (h != NULL && strncasecmp(h, prefix, sizeof(prefix) - 1) == 0) {
-		h += sizeof(prefix) - 1;
-		tlen = strlen(token);
-		hlen = strlen(h);
-		diff = hlen != tlen;
-		/* Same work whatever the mismatch position. */
-		for (i = 0; i < tlen; i++)
-			diff |= (unsigned char)(token[i] ^ (i < hlen ? h[i] : 0));
-		if (diff == 0)
-			return 0;
-	}
-	http_response_header(req, "WWW-Authenticate", "Bearer realm=\"api\"");
-	http_reply_error(req, 401, h == NULL ? "authorization required" :
-	    "invalid token", "Authorization");
+	http_response_header(req, "WWW-Authenticate", "Bearer");
+	http_reply_error(req, 401, http_request_header(req, "Authorization") ?
+	    "invalid token" : "authorization required", NULL);
 	return -1;
 }
 
@@ -909,15 +1112,15 @@ http_handle_metrics(struct http_request *req, void *arg)
 
 int
 http_reply_readyz(struct http_request *req, const char *name,
-    const char *conninfo)
+    struct db_probe *probe)
 {
 	char err[256] = "", *msg;
 
-	if (db_ping(conninfo, err, sizeof(err)) == 0) {
+	if (db_probe_ready(probe, err, sizeof(err))) {
 		http_reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
 		return 0;
 	}
-	log_warnx("readyz: %s: %s", name, err);
+	log_debug("readyz: %s: %s", name, err);
 	http_response_header(req, "Retry-After", "1");
 	msg = xasprintf("%s is unreachable", name ? name : "database");
 	http_reply_json(req, 503, json_pack("{s:s,s:s,s:n}", "status",

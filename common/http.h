@@ -9,6 +9,17 @@
  * registry (http_requests_total{route,status}, a latency histogram
  * http_request_duration_seconds{route}).
  *
+ * Security (docs/SECURITY.md): with a token set, every route but those
+ * flagged HTTP_ROUTE_PUBLIC (health, readiness, metrics) needs
+ * "Authorization: Bearer <token>", else 401 before the handler runs; an
+ * unknown path is 401 too, so a stranger learns nothing of the routes.
+ * Without a token the server listens on 127.0.0.1 unless told otherwise.
+ * One address holds at most per_ip_limit connections, and a request must
+ * arrive whole (headers and body) within request_deadline_s of its first
+ * byte (of the connection, or of the end of the previous answer on a
+ * kept-alive one), or its connection is closed: trickling clients cannot
+ * hold every slot.
+ *
  * A handler answers exactly once: either before it returns, or later from
  * any thread after calling http_defer() (the connection is suspended in the
  * meantime, holding no server thread).
@@ -28,6 +39,7 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 enum http_route_flags {
 	HTTP_ROUTE_PREFIX = 1 << 0,	/* path matches a prefix; the rest is http_request_tail() */
 	HTTP_ROUTE_JSON = 1 << 1,	/* body must be application/json (else 415) */
+	HTTP_ROUTE_PUBLIC = 1 << 2,	/* no token needed: /healthz, /readyz, /metrics */
 };
 
 struct http_route {
@@ -41,8 +53,14 @@ struct http_route {
 struct http_server_config {
 	const char *service;		/* X-Served-By name: "mailer-spy" */
 	const char *version;		/* X-Served-By version: "1.0.0" */
-	const char *bind;		/* address to listen on; NULL = all */
+	const char *bind;		/* address to listen on; NULL = 127.0.0.1
+					   without a token, all with one */
 	unsigned short port;
+	const char *token;		/* bearer token; NULL/"" = none needed */
+	const char *token_name;		/* its variable, for the log: "API_TOKEN";
+					   NULL: no log (the server checks itself) */
+	unsigned per_ip_limit;		/* connections from one address; 0 = 1024 */
+	unsigned request_deadline_s;	/* whole request; 0 = 10 */
 	size_t max_body;		/* bytes; 0 = 64 KiB */
 	unsigned threads;		/* server threads; 0 = 2 */
 	unsigned connection_limit;	/* 0 = 4096 */
@@ -120,16 +138,19 @@ void http_defer(struct http_request *req);
 int http_require_bearer(struct http_request *req, const char *token);
 
 /*
- * Ready-made answers every service has. Use the first two directly as
- * route handlers; call http_reply_readyz from the service's own /readyz
- * handler (it connects once, so it blocks a server thread for at most
- * the 2 s connect timeout).
+ * Ready-made answers every service has, to use directly as route handlers
+ * (flag them HTTP_ROUTE_PUBLIC).
  */
 void http_handle_healthz(struct http_request *req, void *arg);	/* 200 {"status":"ok"} */
 void http_handle_metrics(struct http_request *req, void *arg);	/* Prometheus text */
-/* 200 {"status":"ready"} (returns 0), or 503 + Retry-After naming the
- * database (returns -1). */
+
+struct db_probe;
+/*
+ * /readyz from the probe's last state (common/db.h: refreshed in the
+ * background, never on this thread): 200 {"status":"ready"} (returns 0),
+ * or 503 + Retry-After naming the database (returns -1).
+ */
 int http_reply_readyz(struct http_request *req, const char *name,
-    const char *conninfo);
+    struct db_probe *probe);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/db.h"
 #include "common/group_commit.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -32,6 +33,7 @@ struct mono_config {
 	const char *smtp_starttls;
 	const char *smtp_user;
 	const char *smtp_password;
+	int smtp_auth_without_tls;
 	const char *smtp_ca_file;
 	int smtp_tls_verify;
 	long smtp_timeout_s;
@@ -53,6 +55,9 @@ struct mono_config {
 	long retry_max_ms;
 	long max_attempts;
 	long http_threads;
+	const char *api_token;
+	long per_ip_limit;
+	long request_deadline_s;
 	long commit_batch;
 	const char *log_level;
 	const char *log_format;
@@ -61,13 +66,17 @@ struct mono_config {
 #define O(f) offsetof(struct mono_config, f)
 static const struct config_option options[] = {
 	{ "PORT", "port", 'p', CONFIG_INT, "8080", "HTTP port", 1, 65535, NULL, O(port) },
-	{ "BIND", "bind", 0, CONFIG_STRING, NULL, "address to listen on (default: all)", 0, 0, NULL, O(bind) },
+	{ "BIND", "bind", 0, CONFIG_STRING, NULL, "address to listen on (default: all with API_TOKEN, else 127.0.0.1)", 0, 0, NULL, O(bind) },
+	{ "API_TOKEN", "api-token", 0, CONFIG_STRING, NULL, "bearer token every endpoint but /healthz /readyz /metrics requires", 0, 0, NULL, O(api_token) },
+	{ "HTTP_PER_IP_LIMIT", "per-ip-limit", 0, CONFIG_INT, "1024", "connections from one address at once", 1, 65536, NULL, O(per_ip_limit) },
+	{ "HTTP_REQUEST_DEADLINE_S", "request-deadline", 0, CONFIG_INT, "10", "seconds to send a whole request (headers and body)", 1, 3600, NULL, O(request_deadline_s) },
 	{ "MONO_DATABASE_URL", "database-url", 0, CONFIG_STRING, NULL, "postgresMono conninfo or URI (required)", 0, 0, NULL, O(database_url) },
 	{ "SMTP_HOST", "smtp-host", 0, CONFIG_STRING, "localhost", "SMTP server", 0, 0, NULL, O(smtp_host) },
 	{ "SMTP_PORT", "smtp-port", 0, CONFIG_INT, "25", "SMTP port", 1, 65535, NULL, O(smtp_port) },
 	{ "SMTP_STARTTLS", "smtp-starttls", 0, CONFIG_CHOICE, "off", "off|required", 0, 0, "off|required", O(smtp_starttls) },
 	{ "SMTP_USER", "smtp-user", 0, CONFIG_STRING, NULL, "SMTP AUTH user", 0, 0, NULL, O(smtp_user) },
 	{ "SMTP_PASSWORD", "smtp-password", 0, CONFIG_STRING, NULL, "SMTP AUTH password", 0, 0, NULL, O(smtp_password) },
+	{ "SMTP_AUTH_WITHOUT_TLS", "smtp-auth-without-tls", 0, CONFIG_BOOL, "false", "allow AUTH with SMTP_STARTTLS=off (a trusted link only)", 0, 0, NULL, O(smtp_auth_without_tls) },
 	{ "SMTP_CA_FILE", "smtp-ca-file", 0, CONFIG_STRING, NULL, "PEM CAs trusted for STARTTLS (default: system)", 0, 0, NULL, O(smtp_ca_file) },
 	{ "SMTP_TLS_VERIFY", "smtp-tls-verify", 0, CONFIG_BOOL, "true", "check the server certificate", 0, 0, NULL, O(smtp_tls_verify) },
 	{ "SMTP_TIMEOUT_S", "smtp-timeout", 0, CONFIG_INT, "30", "SMTP timeout per step, seconds", 1, 3600, NULL, O(smtp_timeout_s) },
@@ -145,6 +154,14 @@ main(int argc, char **argv)
 		    "together\n");
 		return 2;
 	}
+	if (cfg.smtp_user != NULL && strcmp(cfg.smtp_starttls, "off") == 0 &&
+	    !cfg.smtp_auth_without_tls) {
+		fprintf(stderr, "mailer-real: SMTP_USER/SMTP_PASSWORD are set with "
+		    "SMTP_STARTTLS=off: the password would cross the network in "
+		    "clear; set SMTP_STARTTLS=required (or SMTP_AUTH_WITHOUT_TLS=on "
+		    "on a link you trust)\n");
+		return 2;
+	}
 	remote = strcmp(cfg.notifier, "remote") == 0;
 	smtp_only = strcmp(cfg.notifier, "smtp") == 0;
 
@@ -159,6 +176,7 @@ main(int argc, char **argv)
 		api.canary_path = cfg.canary_path;
 	else
 		api.canary_path = remote ? "new" : "old";
+	api.probe = db_probe_start(cfg.database_url, "postgresMono");
 
 	if (!remote) {
 		struct delivery_config dc = {
@@ -238,6 +256,10 @@ main(int argc, char **argv)
 	hc.service = "mailer-real";
 	hc.version = VERSION;
 	hc.bind = cfg.bind;
+	hc.token = cfg.api_token;
+	hc.token_name = "API_TOKEN";
+	hc.per_ip_limit = (unsigned)cfg.per_ip_limit;
+	hc.request_deadline_s = (unsigned)cfg.request_deadline_s;
 	hc.port = (unsigned short)cfg.port;
 	hc.threads = (unsigned)cfg.http_threads;
 	hc.routes = payroll_routes;

@@ -7,11 +7,13 @@
  */
 #include "payroll.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/db.h"
 #include "common/group_commit.h"
@@ -40,6 +42,94 @@ struct payroll_view {
 	const char *sent_at;		/* NULL: leave out */
 };
 
+/*
+ * What a client may see of a delivery error: a stable code and, for an
+ * answer of the SMTP server, its reply code and enhanced status code
+ * ("smtp_refused: 550 5.1.1"). Never the stored text itself: it names our
+ * SMTP host and port, TLS and library internals, and echoes whatever the
+ * server said. The whole text is in the log (common/delivery.c logs every
+ * failure with it) and in sent_mail.last_error for the operator.
+ */
+static const struct {
+	const char *needle;	/* found anywhere, case-insensitive */
+	const char *code;
+} error_codes[] = {
+	{ "tls", "smtp_tls_failed" },
+	{ "ssl", "smtp_tls_failed" },
+	{ "certificate", "smtp_tls_failed" },
+	{ "auth", "smtp_auth_failed" },
+	{ "timed out", "smtp_timeout" },
+	{ "timeout", "smtp_timeout" },
+	{ "unsafe", "message_invalid" },
+	{ "control character", "message_invalid" },
+	{ "no body", "message_invalid" },
+	{ "not attempted", "smtp_not_attempted" },
+	{ "smtp session", "smtp_unreachable" },
+};
+
+static const char *
+find_ci(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (; *hay != '\0'; hay++)
+		if (strncasecmp(hay, needle, n) == 0)
+			return hay;
+	return NULL;
+}
+
+/* "550" or "550 5.1.1" from the start of p into out; 0 when p has none. */
+static int
+smtp_codes(const char *p, char *out, size_t outlen)
+{
+	size_t i = 0, dots = 0;
+
+	while (*p == ' ')
+		p++;
+	if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]) ||
+	    !isdigit((unsigned char)p[2]) || isdigit((unsigned char)p[3]))
+		return 0;
+	snprintf(out, outlen, "%.3s", p);
+	p += 3;
+	if (*p != ' ' || !isdigit((unsigned char)p[1]))
+		return 1;
+	p++;
+	while ((isdigit((unsigned char)p[i]) || p[i] == '.') && i < 11)
+		dots += p[i++] == '.';
+	if (dots == 2 && p[i - 1] != '.' && (p[i] == '\0' || p[i] == ' '))
+		snprintf(out + 3, outlen > 3 ? outlen - 3 : 0, " %.*s", (int)i, p);
+	return 1;
+}
+
+static void
+public_error(const char *stored, char *out, size_t outlen)
+{
+	char codes[24];
+	const char *code = "delivery_failed";
+	size_t i;
+
+	if (strncmp(stored, "RCPT TO:", 8) == 0 &&
+	    smtp_codes(stored + 8, codes, sizeof(codes))) {
+		snprintf(out, outlen, "smtp_refused: %s", codes);
+		return;
+	}
+	if (strncmp(stored, "MAIL FROM:", 10) == 0 &&
+	    smtp_codes(stored + 10, codes, sizeof(codes))) {
+		snprintf(out, outlen, "smtp_sender_refused: %s", codes);
+		return;
+	}
+	if (smtp_codes(stored, codes, sizeof(codes))) {
+		snprintf(out, outlen, "smtp_rejected: %s", codes);
+		return;
+	}
+	for (i = 0; i < nitems(error_codes); i++)
+		if (find_ci(stored, error_codes[i].needle) != NULL) {
+			code = error_codes[i].code;
+			break;
+		}
+	snprintf(out, outlen, "%s", code);
+}
+
 static char *
 payroll_json(const struct payroll_view *v)
 {
@@ -61,8 +151,11 @@ payroll_json(const struct payroll_view *v)
 	if (v->attempts >= 0)
 		strbuf_printf(&b, ",\"attempts\":%d", v->attempts);
 	if (v->last_error != NULL) {
+		char pub[64];
+
+		public_error(v->last_error, pub, sizeof(pub));
 		strbuf_str(&b, ",\"lastError\":");
-		strbuf_json_string(&b, v->last_error);
+		strbuf_json_string(&b, pub);
 	}
 	if (v->sent_at != NULL) {
 		strbuf_str(&b, ",\"sentAt\":");
@@ -119,6 +212,8 @@ payroll_api_cleanup(struct payroll_api *api)
 {
 	size_t i;
 
+	db_probe_stop(api->probe);
+	api->probe = NULL;
 	for (i = 0; i < api->npool; i++)
 		db_free(api->pool[i]);
 	free(api->pool);
@@ -416,7 +511,7 @@ payroll_readyz(struct http_request *req, void *arg)
 {
 	struct payroll_api *api = arg;
 
-	http_reply_readyz(req, "postgresMono", api->conninfo);
+	http_reply_readyz(req, "postgresMono", api->probe);
 }
 
 /* The seed's `curl payment.service/inventory`: which canary path (and
@@ -440,11 +535,11 @@ const struct http_route payroll_routes[] = {
 	  .handler = payroll_get, .name = "payroll_get" },
 	{ .method = "GET", .path = "/inventory", .handler = payroll_inventory,
 	  .name = "inventory" },
-	{ .method = "GET", .path = "/healthz", .handler = http_handle_healthz,
-	  .name = "healthz" },
-	{ .method = "GET", .path = "/readyz", .handler = payroll_readyz,
-	  .name = "readyz" },
-	{ .method = "GET", .path = "/metrics", .handler = http_handle_metrics,
-	  .name = "metrics" },
+	{ .method = "GET", .path = "/healthz", .flags = HTTP_ROUTE_PUBLIC,
+	  .handler = http_handle_healthz, .name = "healthz" },
+	{ .method = "GET", .path = "/readyz", .flags = HTTP_ROUTE_PUBLIC,
+	  .handler = payroll_readyz, .name = "readyz" },
+	{ .method = "GET", .path = "/metrics", .flags = HTTP_ROUTE_PUBLIC,
+	  .handler = http_handle_metrics, .name = "metrics" },
 };
 const size_t payroll_nroutes = nitems(payroll_routes);

@@ -35,6 +35,7 @@ struct payroll_api {
 	const char *version;		/* for GET /inventory */
 	const char *notifier;		/* NOTIFIER */
 	const char *canary_path;	/* "old" or "new" */
+	struct db_probe *probe;		/* /readyz's state (common/db.h) */
 	struct group_commit *gc;
 	struct delivery *delivery;	/* NULL with NOTIFIER=remote */
 	struct dispatch *dispatch;	/* NULL with NOTIFIER=smtp */

@@ -20,6 +20,9 @@ struct spy_config {
 	const char *mail_from;
 	const char *mode;
 	const char *token;
+	int smtp_auth_without_tls;
+	long per_ip_limit;
+	long request_deadline_s;
 	const char *template_path;
 	const char *log_level;
 	const char *log_format;
@@ -49,6 +52,7 @@ struct spy {
 	const struct spy_config *cfg;
 	struct render_template *body_template;	/* NULL = the canonical body */
 	struct store *store;
+	struct db_probe *probe;		/* /readyz's state (common/db.h) */
 };
 
 extern const struct http_route spy_routes[];

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/db.h"
 #include "common/delivery.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -32,8 +33,17 @@ static const struct config_option options[] = {
 	  .def = "8081", .min = 1, .max = 65535, .help = "TCP port to listen on",
 	  .offset = offsetof(struct spy_config, port) },
 	{ .env = "BIND", .flag = "bind", .type = CONFIG_STRING,
-	  .help = "IPv4 address to listen on (default all)",
+	  .help = "IPv4 address to listen on (default: all with SPY_TOKEN, "
+	  "else 127.0.0.1)",
 	  .offset = offsetof(struct spy_config, bind) },
+	{ .env = "HTTP_PER_IP_LIMIT", .flag = "per-ip-limit", .type = CONFIG_INT,
+	  .def = "1024", .min = 1, .max = 65536,
+	  .help = "connections from one address at once",
+	  .offset = offsetof(struct spy_config, per_ip_limit) },
+	{ .env = "HTTP_REQUEST_DEADLINE_S", .flag = "request-deadline",
+	  .type = CONFIG_INT, .def = "10", .min = 1, .max = 3600,
+	  .help = "seconds to send a whole request (headers and body)",
+	  .offset = offsetof(struct spy_config, request_deadline_s) },
 	{ .env = "MICRO_DATABASE_URL", .flag = "micro-database-url",
 	  .type = CONFIG_STRING, .help = "postgresMicro conninfo or URI (required)",
 	  .offset = offsetof(struct spy_config, micro_url) },
@@ -47,7 +57,8 @@ static const struct config_option options[] = {
 	  .choices = "spy|live", .help = "spy: record only; live: record and send",
 	  .offset = offsetof(struct spy_config, mode) },
 	{ .env = "SPY_TOKEN", .flag = "token", .type = CONFIG_STRING,
-	  .help = "require Authorization: Bearer TOKEN",
+	  .help = "require Authorization: Bearer TOKEN (all but /healthz "
+	  "/readyz /metrics; required with SPY_MODE=live)",
 	  .offset = offsetof(struct spy_config, token) },
 	{ .env = "SPY_TEMPLATE", .flag = "template", .type = CONFIG_STRING,
 	  .help = "body template file (default: the canonical body)",
@@ -84,6 +95,10 @@ static const struct config_option options[] = {
 	{ .env = "SMTP_PASSWORD", .flag = "smtp-password", .type = CONFIG_STRING,
 	  .help = "SMTP AUTH password",
 	  .offset = offsetof(struct spy_config, smtp_password) },
+	{ .env = "SMTP_AUTH_WITHOUT_TLS", .flag = "smtp-auth-without-tls",
+	  .type = CONFIG_BOOL, .def = "false",
+	  .help = "allow AUTH with SMTP_STARTTLS=off (a trusted link only)",
+	  .offset = offsetof(struct spy_config, smtp_auth_without_tls) },
 	{ .env = "SMTP_CA_FILE", .flag = "smtp-ca-file", .type = CONFIG_STRING,
 	  .help = "PEM CAs trusted for STARTTLS (default: system)",
 	  .offset = offsetof(struct spy_config, smtp_ca_file) },
@@ -215,6 +230,19 @@ main(int argc, char **argv)
 		    "together\n");
 		return 2;
 	}
+	if (live && (cfg.token == NULL || cfg.token[0] == '\0')) {
+		fprintf(stderr, "mailer-spy: SPY_MODE=live needs SPY_TOKEN: a spy "
+		    "that sends real mail must not take requests from anyone\n");
+		return 2;
+	}
+	if (live && cfg.smtp_user != NULL &&
+	    strcmp(cfg.smtp_starttls, "off") == 0 && !cfg.smtp_auth_without_tls) {
+		fprintf(stderr, "mailer-spy: SMTP_USER/SMTP_PASSWORD are set with "
+		    "SMTP_STARTTLS=off: the password would cross the network in "
+		    "clear; set SMTP_STARTTLS=required (or SMTP_AUTH_WITHOUT_TLS=on "
+		    "on a link you trust)\n");
+		return 2;
+	}
 	if (!render_domain_ok(cfg.mail_domain)) {
 		fprintf(stderr, "mailer-spy: MAIL_DOMAIN '%s' is not a host name "
 		    "like example.com\n", cfg.mail_domain);
@@ -230,6 +258,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	rc = store_schema_ok(cfg.micro_url, live, err, sizeof(err));
+	db_redact(cfg.micro_url, err, sizeof(err));
 	if (rc == 0) {
 		fprintf(stderr, "mailer-spy: %s%s\n", live ? "SPY_MODE=live: " : "",
 		    err);
@@ -242,6 +271,7 @@ main(int argc, char **argv)
 		render_template_free(spy.body_template);
 		return 2;
 	}
+	spy.probe = db_probe_start(cfg.micro_url, "postgresMicro");
 	spy.store = store_start(cfg.micro_url, (size_t)cfg.max_batch,
 	    (unsigned)cfg.committers, live, record_done, &spy);
 
@@ -249,6 +279,10 @@ main(int argc, char **argv)
 	hc.service = "mailer-spy";
 	hc.version = SPY_VERSION;
 	hc.bind = cfg.bind;
+	hc.token = cfg.token;
+	hc.token_name = "SPY_TOKEN";
+	hc.per_ip_limit = (unsigned)cfg.per_ip_limit;
+	hc.request_deadline_s = (unsigned)cfg.request_deadline_s;
 	hc.port = (unsigned short)cfg.port;
 	hc.max_body = (size_t)cfg.max_body;
 	hc.threads = (unsigned)cfg.threads;
@@ -258,6 +292,7 @@ main(int argc, char **argv)
 	if ((srv = http_server_start(&hc, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
 		store_stop(spy.store);
+		db_probe_stop(spy.probe);
 		delivery_stop(live_delivery);
 		render_template_free(spy.body_template);
 		return 1;
@@ -278,6 +313,7 @@ main(int argc, char **argv)
 	store_stop(spy.store);
 	http_server_free(srv);
 	delivery_stop(live_delivery);
+	db_probe_stop(spy.probe);
 	render_template_free(spy.body_template);
 	log_info("stopped");
 	return 0;

@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include "common/config.h"
+#include "common/db.h"
 #include "reconciler/report.h"
 
 static const char synopsis[] =
@@ -164,7 +165,7 @@ check_conninfo(const char *v, const char *flag, const char *env, char *err,
     size_t errlen)
 {
 	PQconninfoOption *opts;
-	char *perr = NULL, *q;
+	char *perr = NULL;
 	size_t n;
 
 	if (v == NULL || (strchr(v, '=') == NULL &&
@@ -182,9 +183,8 @@ check_conninfo(const char *v, const char *flag, const char *env, char *err,
 	}
 	snprintf(err, errlen, "--%s (or %s): not a valid connection string: %s",
 	    flag, env, perr ? perr : "out of memory");
-	/* libpq quotes a bad URI whole; it may hold a password. */
-	if ((q = strstr(err, " in URI: \"")) != NULL)
-		*q = '\0';
+	/* libpq quotes what it could not parse; it may hold a password. */
+	db_redact(v, err, errlen);
 	n = strlen(err);
 	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
 		err[--n] = '\0';

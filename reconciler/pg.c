@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/db.h"
 #include "common/util.h"
 
 /* libpq's messages end in a newline and may span lines ("...\n\tIs the
@@ -50,6 +51,7 @@ pg_connect(const char *conninfo, const char *name, char *err, size_t errlen)
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 		snprintf(err, errlen, "%s unreachable: %s", name,
 		    conn ? PQerrorMessage(conn) : "out of memory");
+		db_redact(conninfo, err, errlen);
 		chomp(err);
 		PQfinish(conn);
 		return NULL;

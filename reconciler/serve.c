@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/db.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "reconciler/pg.h"
@@ -23,6 +24,7 @@
 struct console {
 	const struct cli *cli;
 	const char *token;		/* NULL: loopback, nobody asked */
+	struct db_probe *probe;		/* /readyz's state (common/db.h) */
 	char csrf[65];
 	pthread_mutex_t lock;
 	struct {
@@ -254,7 +256,7 @@ serve_readyz(struct http_request *req, void *arg)
 {
 	struct console *con = arg;
 
-	http_reply_readyz(req, "postgresMono", con->cli->mono_url);
+	http_reply_readyz(req, "postgresMono", con->probe);
 }
 
 static const struct http_route routes[] = {
@@ -290,15 +292,18 @@ run_serve(const struct cli *c)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.service = "reconciler";
 	cfg.version = "1.0.0";
-	cfg.bind = con->token ? NULL : "127.0.0.1";
+	/* its own token and sessions (above), not common/http's check */
+	cfg.bind = con->token ? "0.0.0.0" : "127.0.0.1";
 	cfg.port = (unsigned short)c->web_port;
 	cfg.threads = 4;
 	cfg.max_body = 16 * 1024;
 	cfg.routes = routes;
 	cfg.nroutes = nitems(routes);
 	cfg.arg = con;
+	con->probe = db_probe_start(c->mono_url, "postgresMono");
 	if ((srv = http_server_start(&cfg, err, sizeof(err))) == NULL) {
 		log_error("serve: %s", err);
+		db_probe_stop(con->probe);
 		free(con);
 		return EXIT_USAGE;
 	}
@@ -307,6 +312,7 @@ run_serve(const struct cli *c)
 	    "loopback only, no token");
 	http_server_wait_signal(srv);
 	http_server_free(srv);
+	db_probe_stop(con->probe);
 	pthread_mutex_destroy(&con->lock);
 	free(con);
 	return EXIT_CLEAN;

@@ -413,7 +413,8 @@ class RealServices(unittest.TestCase):
         smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(harness.SMTP_PORT)}
         spy = self.service("mailer-spy", dict(smtp, MICRO_DATABASE_URL=self.micro,
                                               SPY_MODE="spy", LOG_LEVEL="info"), "canary-spy")
-        live_env = dict(smtp, MICRO_DATABASE_URL=self.micro, SPY_MODE="live", LOG_LEVEL="info")
+        live_env = dict(smtp, MICRO_DATABASE_URL=self.micro, SPY_MODE="live", LOG_LEVEL="info",
+                        SPY_TOKEN="canary-live-token")
         if live_template:
             live_env["SPY_TEMPLATE"] = live_template
         live = self.service("mailer-spy", live_env, "canary-spy-live")
@@ -423,7 +424,8 @@ class RealServices(unittest.TestCase):
                            "canary-real-old")
         new = self.service("mailer-real", dict(smtp, MONO_DATABASE_URL=self.mono,
                                                NOTIFIER="remote", LOG_LEVEL="info",
-                                               SPY_URL=f"http://127.0.0.1:{live.port}"),
+                                               SPY_URL=f"http://127.0.0.1:{live.port}",
+                                               SPY_TOKEN="canary-live-token"),
                            "canary-real-new")
         self.ng = Nginx(f"127.0.0.1:{old.port}", f"127.0.0.1:{new.port}", initial=initial)
         self.ng.start()

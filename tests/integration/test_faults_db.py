@@ -45,8 +45,9 @@ class DatabaseRestart(unittest.TestCase):
         try:
             harness.wait_for(lambda: any(r.status == 503 for r in load.results[mark:]),
                              30, what="a 503 from mailer-real while postgresMono is down")
-            st_r, h, _ = st.real.request("GET", "/readyz")
-            self.assertEqual(st_r, 503, "/readyz while postgresMono is down")
+            # /readyz answers from a state refreshed once a second
+            harness.wait_for(lambda: st.real.request("GET", "/readyz")[0] == 503, 15,
+                             what="/readyz 503 while postgresMono is down")
             load.wait_count(len(load.results) + 60)
         finally:
             pg_start("mono")
@@ -65,8 +66,8 @@ class DatabaseRestart(unittest.TestCase):
             if r.status == 503:
                 self.assertIn("retry-after", r.headers, "503 without Retry-After")
                 self.assertIn(b"error", r.body)
-        st_r, _, _ = st.real.request("GET", "/readyz")
-        self.assertEqual(st_r, 200)
+        harness.wait_for(lambda: st.real.request("GET", "/readyz")[0] == 200, 15,
+                         what="/readyz 200 once postgresMono is back")
         led.wait_delivered(timeout=120)
         # A delivery worker whose outcomes cannot be recorded while
         # postgresMono is away stops its session: at most 8 mails it had
@@ -94,8 +95,8 @@ class DatabaseRestart(unittest.TestCase):
                 return False
             harness.wait_for(spy_down, 30, interval=0.2, what="a 503 from mailer-spy")
             spy_503 += 1
-            s, _, _ = st.spy.request("GET", "/readyz")
-            self.assertEqual(s, 503, "spy /readyz while postgresMicro is down")
+            harness.wait_for(lambda: st.spy.request("GET", "/readyz")[0] == 503, 15,
+                             what="spy /readyz 503 while postgresMicro is down")
             load.wait_count(len(load.results) + 60)
         finally:
             pg_start("micro")

@@ -13,7 +13,9 @@ every field that reaches a mail header, SQL metacharacters in fields, query
 strings and paths, CR/LF in values that reach the logs, oversized headers,
 URLs and bodies, wrong or missing bearer tokens, path traversal, request
 smuggling (Content-Length vs Transfer-Encoding), a slowloris trickle and
-2000 idle connections at once.
+2000 idle connections at once; money whose text has more than two
+decimals although a double reads it as fewer (issue 14; test_security.py
+has the rest of that issue's attacks).
 """
 import json
 import os
@@ -354,8 +356,10 @@ class Hostile(unittest.TestCase):
         led.record()
 
     def test_two_thousand_connections(self):
-        """2000 idle connections open at once (1000 on each service): good
-        requests still succeed on both, while they are open and after."""
+        """2000 idle connections open at once (1000 on each service, from
+        127.0.0.3: 127.0.0.1 has the dispatcher's connections too, and one
+        address holds at most HTTP_PER_IP_LIMIT): good requests still
+        succeed on both, while they are open and after."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < 2500 and hard >= 2500:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
@@ -363,7 +367,8 @@ class Hostile(unittest.TestCase):
         try:
             for svc in filter(None, (self.st.real, self.st.spy)):
                 for _ in range(1000 if self.st.spy else 2000):
-                    socks.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
+                    socks.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5,
+                                                          source_address=("127.0.0.3", 0)))
             self.good_request("real")
             self.good_request("spy")
             # half of them send a hostile request and go away

@@ -167,12 +167,15 @@ class RealSmtpTest(unittest.TestCase):
 
     def test_auth(self):
         with CaptureSMTP(users={"mailer": "s3cret"}) as smtp:
-            env = mono_env(smtp.port, SMTP_USER="mailer", SMTP_PASSWORD="s3cret")
+            # a test SMTP server on loopback: AUTH without TLS is allowed here only
+            env = mono_env(smtp.port, SMTP_USER="mailer", SMTP_PASSWORD="s3cret",
+                           SMTP_AUTH_WITHOUT_TLS="on")
             with Service("mailer-real", env=env, log_name="real-auth") as svc:
                 cid = post(svc, "Auth Ok")["notification"]["correlationId"]
                 wait_for(lambda: statuses([cid])[cid][0] == "sent", what="sent with AUTH")
                 self.assertTrue(smtp.by_message_id(cid)[0]["authenticated"])
-            env = mono_env(smtp.port, SMTP_USER="mailer", SMTP_PASSWORD="wrong")
+            env = mono_env(smtp.port, SMTP_USER="mailer", SMTP_PASSWORD="wrong",
+                           SMTP_AUTH_WITHOUT_TLS="on")
             with Service("mailer-real", env=env, log_name="real-auth-bad") as svc:
                 cid = post(svc, "Auth Bad")["notification"]["correlationId"]
                 wait_for(lambda: statuses([cid])[cid][1] >= 2, what="attempts")

@@ -30,6 +30,9 @@ from faulty_smtp import FaultySmtp
 SQL_MICRO = os.path.join(harness.TOP, "sql", "micro.sql")
 SQL_QUEUE = os.path.join(harness.TOP, "sql", "queue.sql")
 
+# SPY_MODE=live refuses to start without a token (issue 14).
+LIVE_TOKEN = "live-spy-token-7c1d"
+
 
 def message_ids(smtp):
     """Message-Id (without brackets) -> how many times it was delivered."""
@@ -56,7 +59,7 @@ class LiveDelivery(unittest.TestCase):
              "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp.port),
              "DELIVERY_WORKERS": "1", "DELIVERY_POLL_MS": "100",
              "DELIVERY_RETRY_BASE_MS": "100", "DELIVERY_RETRY_MAX_MS": "500",
-             "DELIVERY_MAX_ATTEMPTS": "1000"}
+             "DELIVERY_MAX_ATTEMPTS": "1000", "SPY_TOKEN": LIVE_TOKEN}
         e.update({k: str(v) for k, v in env.items()})
         s = harness.Service("mailer-spy", env=e, log_name=f"spy-live-{self._testMethodName}")
         self.addCleanup(s.stop)
@@ -64,7 +67,8 @@ class LiveDelivery(unittest.TestCase):
 
     def notify(self, spy, cid, name, payroll_id=1, total=320):
         st, _, body = spy.request("POST", "/notifications", {
-            "correlationId": cid, "payrollId": payroll_id, "shipTo": name, "total": total})
+            "correlationId": cid, "payrollId": payroll_id, "shipTo": name, "total": total},
+            headers={"Authorization": "Bearer " + LIVE_TOKEN})
         return st, body
 
     def post_many(self, spy, n):

@@ -9,3 +9,4 @@ $(eval $(call unit_test,test_smtp_send,$(call common,smtp_send log util strbuf),
 $(eval $(call unit_test,test_pg_array,$(call common,pg_array strbuf log util)))
 $(eval $(call unit_test,test_strbuf,$(call common,strbuf log util),jansson))
 $(eval $(call unit_test,test_thread,$(call common,log util)))
+$(eval $(call unit_test,test_db_redact,$(call common,db log util),libpq))
