@@ -809,12 +809,12 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	r.mark = NULL;
 	if (wfail)
 		goto fail_run;
-	/* The work is done: a stop signal from now on lets the run close. */
-	stopper_quiet(&r.stop);
 	r.c.mono_rows = copy_stream_rows(r.s_mono);
 	r.c.micro_rows = copy_stream_rows(r.s_micro);
 	/* Every mismatch without a cluster gets one (this run's, and any a
-	 * killed run left), before the run counts as done. */
+	 * killed run left), before the run counts as done. A stop signal
+	 * still cancels it: the marks are committed, and the next run
+	 * clusters what this one did not. */
 	t1 = now_ns();
 	if (!c->dry_run && clusterstore_assign(r.mono_w, r.err,
 	    sizeof(r.err)) == -1) {
@@ -822,6 +822,11 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 		goto fail_run;
 	}
 	log_info("clustering took %.3fs", (double)(now_ns() - t1) / 1e9);
+	/* From here on a stop signal lets the run close as done; one that
+	 * came before this point makes it aborted (exit 3). */
+	stopper_quiet(&r.stop);
+	if (stopping(&r))
+		goto fail_run;
 	if (!c->dry_run && runstore_finish(r.mono_w, r.run_id, "done", &r.c,
 	    rules, r.hits, NULL, r.err, sizeof(r.err)) == -1)
 		goto out;

@@ -33,7 +33,47 @@ struct console {
 	} sessions[SESSIONS];
 };
 
-static _Thread_local PGconn *t_mono, *t_micro;
+/*
+ * Each server thread keeps its own two sessions; a thread-specific key
+ * closes them when the thread ends (the server's threads end with it).
+ */
+struct thread_conns {
+	PGconn *mono, *micro;
+};
+
+static pthread_key_t conns_key;
+static pthread_once_t conns_once = PTHREAD_ONCE_INIT;
+
+static void
+thread_conns_free(void *p)
+{
+	struct thread_conns *tc = p;
+
+	PQfinish(tc->mono);
+	PQfinish(tc->micro);
+	free(tc);
+}
+
+static void
+conns_key_make(void)
+{
+	if (pthread_key_create(&conns_key, thread_conns_free) != 0)
+		fatal("pthread_key_create");
+}
+
+static struct thread_conns *
+thread_conns(void)
+{
+	struct thread_conns *tc;
+
+	pthread_once(&conns_once, conns_key_make);
+	if ((tc = pthread_getspecific(conns_key)) == NULL) {
+		tc = xcalloc(1, sizeof(*tc));
+		if (pthread_setspecific(conns_key, tc) != 0)
+			fatal("pthread_setspecific");
+	}
+	return tc;
+}
 
 static void
 random_hex(char *out, size_t nbytes)
@@ -84,13 +124,13 @@ thread_conn(struct http_request *req, PGconn **slot, const char *url,
 PGconn *
 serve_mono(struct http_request *req, struct console *con)
 {
-	return thread_conn(req, &t_mono, con->cli->mono_url, "postgresMono");
+	return thread_conn(req, &thread_conns()->mono, con->cli->mono_url, "postgresMono");
 }
 
 PGconn *
 serve_micro(struct http_request *req, struct console *con)
 {
-	return thread_conn(req, &t_micro, con->cli->micro_url, "postgresMicro");
+	return thread_conn(req, &thread_conns()->micro, con->cli->micro_url, "postgresMicro");
 }
 
 const char *

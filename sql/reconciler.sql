@@ -138,11 +138,14 @@ create trigger reconciliation_cluster_resolve
 drop trigger if exists reconciliation_cluster_delete on reconciliation_mismatch;
 
 -- Emptying the mismatches (tests, a fresh start) empties the clusters:
--- their counts would describe members that are gone.
+-- their counts would describe members that are gone. DELETE, not TRUNCATE:
+-- a TRUNCATE that names the cluster tables too (or reaches them by
+-- CASCADE) still has them open when this trigger runs.
 create or replace function reconciliation_cluster_truncate() returns trigger
 language plpgsql as $$
 begin
-	truncate reconciliation_cluster, reconciliation_cluster_delta;
+	delete from reconciliation_cluster_delta;
+	delete from reconciliation_cluster;
 	return null;
 end $$;
 drop trigger if exists reconciliation_cluster_truncate on reconciliation_mismatch;

@@ -41,6 +41,9 @@ STEPS = [
     "running the reconciler: reconciler run --grace 0",
     "the run's report: reconciler report",
     "writing the html report",
+    "the clusters: reconciler clusters",
+    "the console: reconciler serve on",
+    "the console: http://",
     "the services are still up",
 ]
 

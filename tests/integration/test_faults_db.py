@@ -26,6 +26,8 @@ from test_faults_mailer import reconciler_missing
 
 @unittest.skipUnless(have("mailer-real"), "mailer-real not built")
 class DatabaseRestart(unittest.TestCase):
+    runs_alone = True   # takes a cluster down: tests/run runs it by itself
+
     def setUp(self):
         self.stack = Stack(self._testMethodName, real_env=DEFAULT_DELIVERY)
         self.addCleanup(self.stack.close)

@@ -222,6 +222,7 @@ class Purge(unittest.TestCase):
             modes = {r[0] for r in harness.query(self.mono, """
                 select l.mode from pg_locks l join pg_stat_activity a on a.pid = l.pid
                  where a.application_name = 'reconciler' and l.locktype = 'relation'
+                   and a.datname = current_database()
                    and l.relation = 'sent_mail'::regclass""")}
             self.assertTrue(modes <= {"AccessShareLock", "RowExclusiveLock"}, modes)
         finally:

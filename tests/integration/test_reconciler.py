@@ -386,7 +386,7 @@ class Outcomes(unittest.TestCase):
             deadline = time.time() + 60
             while time.time() < deadline and p.poll() is None and not q(
                     MONO_URL, "select 1 from pg_stat_activity where application_name ="
-                    " 'reconciler' and wait_event_type = 'Lock'"):
+                    " 'reconciler' and wait_event_type = 'Lock' and datname = current_database()"):
                 time.sleep(0.05)
             with other.cursor() as c:
                 c.execute("update reconciliation_mismatch set resolved_at = now(),"

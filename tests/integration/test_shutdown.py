@@ -38,8 +38,9 @@ class KeepAliveClients:
     """CLIENTS threads, each posting on one persistent connection; a
     connection the server closes (or refuses) is opened again."""
 
-    def __init__(self, port, path, body):
+    def __init__(self, port, path, body, headers=None):
         self.port, self.path, self.body = port, path, body
+        self.headers = dict(headers or {}, **{"Content-Type": "application/json"})
         self.results = []       # (status, headers, body)
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -58,8 +59,7 @@ class KeepAliveClients:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             data = json.dumps(self.body(self._next())).encode()
             try:
-                conn.request("POST", self.path, body=data,
-                             headers={"Content-Type": "application/json"})
+                conn.request("POST", self.path, body=data, headers=self.headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 headers = {k.lower(): v for k, v in resp.getheaders()}
@@ -99,13 +99,13 @@ class Shutdown(unittest.TestCase):
                                os.path.join(d, "smtp.log")).start()
         self.addCleanup(self.smtp.stop)
 
-    def rounds(self, make_service, path, body):
+    def rounds(self, make_service, path, body, headers=None):
         """Runs ROUNDS SIGTERMs under load; returns every (status, headers, body)."""
         results = []
         for i in range(ROUNDS):
             svc = make_service(i)
             svc.start()
-            clients = KeepAliveClients(svc.port, path, body).start()
+            clients = KeepAliveClients(svc.port, path, body, headers).start()
             try:
                 harness.wait_for(lambda: clients.count(201) >= 10, 30,
                                  what=f"round {i}: 201s before the signal")
@@ -160,14 +160,17 @@ class Shutdown(unittest.TestCase):
 
     @unittest.skipUnless(have("mailer-spy"), "mailer-spy not built")
     def test_mailer_spy_live_sigterm_under_keepalive_load(self):
+        # A live spy takes requests only with its token.
         env = {"MICRO_DATABASE_URL": self.dbs.micro, "SPY_MODE": "live", "SMTP_HOST": "127.0.0.1",
+               "SPY_TOKEN": "shutdown-test-token",
                "SMTP_PORT": str(self.smtp.port), "LOG_LEVEL": "info", "DELIVERY_POLL_MS": "100",
                "DELIVERY_RETRY_BASE_MS": "100", "DELIVERY_RETRY_MAX_MS": "500"}
         results = self.rounds(
             lambda i: harness.Service("mailer-spy", env=env, log_name=f"shutdown-spy-{i}"),
             "/notifications",
             lambda n: {"correlationId": str(uuid.uuid4()), "payrollId": n, "shipTo": f"Spy Stop {n}",
-                       "total": 10 + n % 90})
+                       "total": 10 + n % 90},
+            headers={"Authorization": "Bearer shutdown-test-token"})
         created = {json.loads(b)["correlationId"] for st, h, b in results if st == 201}
         rows = {r[0] for r in harness.query(self.dbs.micro, "select correlation_id::text from spied_mail")}
         self.assertEqual(created - rows, set(), "201 answered without its spied_mail row")
