@@ -25,12 +25,36 @@ SMTP_PORT = int(os.environ.get("SMTP_PORT", "2525"))
 MAILDIR = os.environ.get("DEV_MAILDIR", os.path.join(TOP, ".dev", "mail"))
 
 
+# Listening ports come from below the kernel's ephemeral range
+# (ip_local_port_range, 32768-60999 by default), so that no outgoing
+# connection of another test, a PostgreSQL client or an SMTP session, can
+# take a port between the moment it is chosen here and the moment the
+# service binds it (a port 0 bind picks from the ephemeral range, where
+# that race made a service exit 1 in CI). Each slot of tests/run -j
+# (TEST_SLOT) has its own block, so two workers never hand out the same
+# port; within a block the ports go round from a per-process offset.
+PORT_BLOCK = 1500
+PORT_BASE = 17000
+_port_next = [None]
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    slot = int(os.environ.get("TEST_SLOT", "0"))
+    lo = PORT_BASE + slot * PORT_BLOCK
+    if _port_next[0] is None:
+        _port_next[0] = os.getpid() % PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = lo + _port_next[0]
+        _port_next[0] = (_port_next[0] + 1) % PORT_BLOCK
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))     # no SO_REUSEADDR: skips TIME_WAIT ports too
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise RuntimeError(f"no free port in {lo}-{lo + PORT_BLOCK - 1}")
 
 
 def db(url):
