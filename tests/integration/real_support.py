@@ -136,12 +136,15 @@ def self_signed_cert(directory, name="localhost"):
 
 
 class SlowHTTP:
-    """POST /notifications: waits `delay` seconds, then answers `status`
-    with the spy's shape (destination computed by the test's `answer`)."""
+    """POST /notifications: waits `delay` seconds (with held=True: until
+    the test calls release()), then answers `status` with the spy's shape
+    (destination computed by the test's `answer`)."""
 
-    def __init__(self, delay=0.0, status=201, answer=None):
+    def __init__(self, delay=0.0, status=201, answer=None, held=False):
         self.port = harness.free_port()
         self.delay = delay
+        self.held = held
+        self.released = threading.Event()
         self.status = status
         self.answer = answer
         self.requests = []
@@ -156,6 +159,8 @@ class SlowHTTP:
                 owner.requests.append({"path": self.path, "headers": dict(self.headers),
                                        "body": body})
                 time.sleep(owner.delay)
+                if owner.held:
+                    owner.released.wait(300)
                 payload = b"{}"
                 if owner.answer is not None:
                     payload = json.dumps(owner.answer(json.loads(body))).encode()
@@ -179,7 +184,11 @@ class SlowHTTP:
         self.thread.start()
         return self
 
+    def release(self):
+        self.released.set()
+
     def __exit__(self, *exc):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -43,8 +43,8 @@ import harness
 from fault_tools import Ledger, ScratchDbs, Stack, admin, have
 
 FLOW = int(os.environ.get("FAULT_REC_FLOW", "400"))
-COPIES = int(os.environ.get("FAULT_REC_COPIES", "60000"))
-KILLS = int(os.environ.get("FAULT_REC_KILLS", "8"))
+COPIES = int(os.environ.get("FAULT_REC_COPIES", "20000"))
+KILLS = int(os.environ.get("FAULT_REC_KILLS", "6"))
 # Rows per marking batch: many batch boundaries in a run for kills to fall
 # between (the default, 25000, would give three).
 BATCH_ROWS = os.environ.get("FAULT_REC_BATCH_ROWS", "2000")

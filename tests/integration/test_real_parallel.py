@@ -182,11 +182,11 @@ class RealParallelTest(unittest.TestCase):
 
     def test_full_queue_drops_and_counts(self):
         n = 10
-        # The spy holds each request 15 s: the ten posts must all land while
-        # the first is in flight (with 6 s, a loaded CI machine once took
-        # longer to post them, and the queue had room again).
-        with SlowHTTP(delay=15, answer=canonical) as spy, \
-                Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="20000",
+        # The spy holds every request until the ten posts have landed and
+        # the counter is read (a fixed delay raced the posts on a loaded
+        # machine: the first answer came back and the queue had room again).
+        with SlowHTTP(held=True, answer=canonical) as spy, \
+                Service("mailer-real", env=self.env(SPY_URL=spy.url, SPY_TIMEOUT_MS="300000",
                                                     DISPATCH_QUEUE=1, DISPATCH_INFLIGHT=1),
                         log_name="real-par-full") as svc:
             for i in range(n):
@@ -195,6 +195,7 @@ class RealParallelTest(unittest.TestCase):
             # one in flight, one waiting: the rest overflow (one more may
             # overflow when the dispatcher had not yet taken the first)
             self.assertIn(full, (n - 2, n - 1), "queue_full")
+            spy.release()
             wait_for(lambda: len(spy.requests) == n - full, timeout=60, what="the queued ones sent")
             wait_for(lambda: metric(svc.port, DISPATCH, 'outcome="ok"') == n - full, timeout=60,
                      what="their answers")

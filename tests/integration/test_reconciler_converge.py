@@ -1,7 +1,8 @@
 """The reconciler's verdict converges after any interruption, and no run
 depends on planner statistics (issue 12).
 
-Convergence. One data set of about 100,000 rows per side (three quarters
+Convergence. One data set of about 36,000 rows per side (CONVERGE_IDS;
+110000 gives the issue's 100,000) (three quarters
 matching pairs; content mismatches, rows missing on either side, open
 "missing" mismatches whose partners arrived late, equal or different, and
 rows a crashed run consumed on one side only) is built once into a pair of
@@ -54,7 +55,10 @@ RECONCILER = os.path.join(harness.BIN_DIR, "reconciler")
 GRACE = "60"
 LOCK_CLASS = 0x52454331   # the run lock's first key (reconciler/shard.h)
 # Ids of the bulk: i in 1..N_IDS on both sides, minus the missing ones.
-N_IDS = 110000
+# CONVERGE_IDS=110000 gives the issue's 100,000 rows per side; the default
+# keeps every phase (streams, spill, lookups, inserts, marks over several
+# batches) and makes a round a few seconds.
+N_IDS = int(os.environ.get("CONVERGE_IDS", "40000"))
 # After the interrupted process is gone, the next run starts this much later
 # and must get the lock (the issue's "a couple of seconds").
 NEXT_RUN_AFTER_S = 2.0
@@ -159,7 +163,8 @@ def phase_of(queries):
 
 @unittest.skipUnless(have("reconciler"), "reconciler not built")
 class Converge(unittest.TestCase):
-    """Interrupted runs, each on its own copy of the same 100,000-row data."""
+    """Interrupted runs, each on its own copy of the same data (built once
+    per class; the classes below run in parallel slots of tests/run)."""
 
     @classmethod
     def setUpClass(cls):
@@ -318,6 +323,12 @@ class Converge(unittest.TestCase):
         not slow: 20 times the uninterrupted run, at least two minutes."""
         return max(120, 20 * self.ref_s)
 
+
+
+@unittest.skipUnless(have("reconciler"), "reconciler not built")
+class ConvergeKilled(Converge):
+    """SIGKILL at random instants, up to three in a row."""
+
     def test_sigkill_at_random_instants(self):
         rng = random.Random(int(os.environ.get("CONVERGE_SEED", "20261204")))
         rounds = 24
@@ -354,6 +365,12 @@ class Converge(unittest.TestCase):
                     self.drop(tag)
         print(f"converge: SIGKILL phases hit: {phases}", file=sys.stderr)
         self.assertGreaterEqual(hit, rounds * 3 // 4, "most kills must hit a live run")
+
+
+
+@unittest.skipUnless(have("reconciler"), "reconciler not built")
+class ConvergeStopped(Converge):
+    """SIGTERM, and the run's sessions terminated by the server."""
 
     def test_sigterm(self):
         rng = random.Random(7)
@@ -454,10 +471,9 @@ class Converge(unittest.TestCase):
 class ConvergeRestarts(Converge):
     """Each database restarted under a run. The restart takes a whole
     cluster down, so `tests/run` runs this class with nothing beside it;
-    the interruptions of Converge are not repeated here."""
+    the other interruptions are in the classes above."""
 
     runs_alone = True
-    test_sigkill_at_random_instants = test_sigterm = test_sessions_terminated = None
 
     def test_database_restarts(self):
         rng = random.Random(13)
