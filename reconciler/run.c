@@ -45,16 +45,6 @@
 #include "reconciler/runstore.h"
 #include "reconciler/spool.h"
 
-/*
- * Rows per COPY of a stream (copy_stream.h says why the reads are chunked).
- * The marks start once the reads are done, so no chunk's snapshot is open
- * while they run; the chunks only keep each snapshot short for everything
- * else on the servers (vacuum of other tables), under a second at this
- * size. Each chunk costs its own start: on 1M pairs per side, chunks of
- * 20,000 rows took 3.4-4.2 s of backend CPU per side against 2.0-2.7 s
- * for one COPY or chunks of 200,000. RECONCILER_READ_CHUNK sets it for tests.
- */
-#define READ_CHUNK_DEFAULT 200000
 #define LOCK_CHECK_ROWS 65536
 #define STOP_CANCEL_MS 100
 #define NCANCEL 8
@@ -559,7 +549,6 @@ open_streams(struct run *r)
 	const struct cli *c = r->cli;
 	char *sh = shard_sql(&c->shard, "correlation_id"), *sql;
 	char *shq = shard_sql(&c->shard, "q.correlation_id");
-	const char *s;
 	int rc = -1;
 
 	if ((r->mono_r = pg_connect(c->mono_url, "postgresMono", r->err,
@@ -579,9 +568,6 @@ open_streams(struct run *r)
 	stopper_watch(&r->stop, r->micro_r);
 	stopper_watch(&r->stop, r->open_r);
 	stopper_watch(&r->stop, r->micro_lk);
-	r->read_chunk = READ_CHUNK_DEFAULT;
-	if ((s = getenv("RECONCILER_READ_CHUNK")) != NULL && *s)
-		r->read_chunk = (size_t)strtoul(s, NULL, 10);
 	if ((r->s_mono = mail_stream(r, r->mono_r, "postgresMono", "sent_mail",
 	    shq)) == NULL ||
 	    (r->s_micro = mail_stream(r, r->micro_r, "postgresMicro",
@@ -633,24 +619,6 @@ stream_error(struct run *r)
 		if (s[i] != NULL && copy_stream_error(s[i])[0])
 			return copy_stream_error(s[i]);
 	return NULL;
-}
-
-static void
-crash_config(struct mark_config *mc)
-{
-	const char *s = getenv("RECONCILER_CRASH_AT");
-	char *end;
-
-	if (s != NULL && *s) {
-		mc->crash_batch = strtol(s, &end, 10);
-		mc->crash_stage = *end == ':' ? end[1] : 'b';
-	}
-	if ((s = getenv("RECONCILER_BATCH_ROWS")) != NULL && *s)
-		mc->batch_rows = (size_t)strtoul(s, NULL, 10);
-	if ((s = getenv("RECONCILER_SPILL_ALL")) != NULL && *s)
-		mc->spill_all = strcmp(s, "0") != 0;
-	if ((s = getenv("RECONCILER_OVERLAP")) != NULL && *s)
-		mc->overlap = strcmp(s, "0") != 0;
 }
 
 static int
@@ -749,6 +717,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 
 	memset(&r, 0, sizeof(r));
 	r.cli = c;
+	r.read_chunk = (size_t)c->knobs.read_chunk;
 	r.rules = rules;
 	r.hits = xcalloc(rules_count(rules) + 1, sizeof(*r.hits));
 	pthread_mutex_init(&r.lock_mu, NULL);
@@ -790,7 +759,11 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	mc.rules = rules;
 	mc.check = mark_check;
 	mc.check_ctx = &r;
-	crash_config(&mc);
+	mc.batch_rows = (size_t)c->knobs.batch_rows;
+	mc.crash_batch = c->knobs.crash_batch;
+	mc.crash_stage = c->knobs.crash_stage;
+	mc.spill_all = c->knobs.spill_all;
+	mc.overlap = c->knobs.overlap;
 	r.mark = mark_start(&mc);
 	rc = merge_run(&mono, &micro, &open, rules, r.hits, sink, &r, merr,
 	    sizeof(merr));
