@@ -1,9 +1,9 @@
 # reconciler: the batch job comparing postgresMono with postgresMicro.
-RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o cli.o \
+RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o batch.o cli.o \
 	cmd.o cmd_ack.o cmd_clusters.o cmd_mismatches.o cmd_report.o cmd_rule.o \
 	copy_stream.o escape.o knobs.o mark.o merge.o pg.o purge.o report.o report_csv.o \
 	report_html.o report_json.o report_text.o result.o rules.o run.o runstore.o \
-	shard.o spool.o cluster.o clusterstore.o \
+	shard.o spill.o spool.o cluster.o clusterstore.o \
 	report_clusters.o serve.o serve_api.o serve_pages.o) \
 	$(call common,log util config strbuf pg_array ids metrics db http)
 # libmicrohttpd and uuid: `reconciler serve` (common/http.c, ids.c).
