@@ -111,6 +111,27 @@ config_usage(FILE *fp, const char *prog, const char *synopsis,
 }
 
 int
+config_load_env(const struct config_option *opts, void *target, char *err,
+    size_t errlen)
+{
+	const struct config_option *o;
+	char source[80];
+	const char *v;
+
+	for (o = opts; o->env != NULL; o++) {
+		if (o->def != NULL) {
+			snprintf(source, sizeof(source), "default of %s", o->env);
+			if (set_value(o, target, o->def, source, err, errlen) == -1)
+				return -1;
+		}
+		if ((v = getenv(o->env)) != NULL && *v != '\0' &&
+		    set_value(o, target, v, o->env, err, errlen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
 config_load(const struct config_option *opts, void *target, int argc,
     char **argv, int *argind, char *err, size_t errlen)
 {

@@ -42,6 +42,16 @@ struct config_option {
 int config_load(const struct config_option *opts, void *target, int argc,
     char **argv, int *argind, char *err, size_t errlen);
 
+/*
+ * The same for a table of environment-only settings (test and tuning
+ * knobs: no flag, not in --help): defaults, then the environment, with
+ * the same types and checks. Rows name .env; the table ends with an entry
+ * whose env is NULL (CONFIG_OPTIONS_END). 0, or -1 with err naming the
+ * variable.
+ */
+int config_load_env(const struct config_option *opts, void *target,
+    char *err, size_t errlen);
+
 void config_usage(FILE *fp, const char *prog, const char *synopsis,
     const struct config_option *opts);
 

@@ -1,6 +1,7 @@
 /*
- * ids: see ids.h. UUIDs come from libuuid's random generator; the checks
- * are plain byte scans so they can run on untrusted input of any length.
+ * ids: see ids.h. UUIDs come from libuuid's random generator and are
+ * written by ids_uuid_text; the checks are plain byte scans so they can
+ * run on untrusted input of any length.
  */
 #include "ids.h"
 
@@ -11,12 +12,27 @@
 #include <uuid/uuid.h>
 
 void
+ids_uuid_text(const unsigned char u[16], char out[IDS_UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	int i, o = 0;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[u[i] >> 4];
+		out[o++] = hex[u[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+void
 ids_uuid(char out[IDS_UUID_LEN + 1])
 {
 	uuid_t u;
 
 	uuid_generate_random(u);
-	uuid_unparse_lower(u, out);
+	ids_uuid_text(u, out);
 }
 
 /* splitmix64: a 2^64-long sequence per thread, from a random start. */
@@ -52,7 +68,7 @@ ids_request_uuid(char out[IDS_UUID_LEN + 1])
 	}
 	u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);	/* version 4 */
 	u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
-	uuid_unparse_lower(u, out);
+	ids_uuid_text(u, out);
 }
 
 int

@@ -9,6 +9,10 @@
 
 #define IDS_UUID_LEN 36
 
+/* The 16 bytes of a UUID as text: lower case 8-4-4-4-12, NUL-terminated.
+ * The one formatter: every UUID this code base prints goes through it. */
+void ids_uuid_text(const unsigned char u[16], char out[IDS_UUID_LEN + 1]);
+
 /* A random (v4) UUID, lower case, NUL-terminated. */
 void ids_uuid(char out[IDS_UUID_LEN + 1]);
 

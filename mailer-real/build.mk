@@ -3,7 +3,7 @@
 MAILER_REAL_OBJS := $(addprefix $(BUILD)/mailer-real/,main.o payroll.o \
 	outbox.o dispatch.o handoff.o legacy_render.o experiment.o) \
 	$(call common,log util config strbuf ids metrics db \
-	group_commit http validate smtp_send pg_array delivery)
+	group_commit http validate smtp_send pg_array delivery delivery_config)
 MAILER_REAL_PKGS := libpq libmicrohttpd jansson uuid libcurl libesmtp-1.0 \
 	libssl libcrypto
 

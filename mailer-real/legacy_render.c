@@ -157,8 +157,7 @@ host_ok(const char *s, size_t len)
 int
 legacy_domain_ok(const char *mail_domain)
 {
-	return mail_domain != NULL && host_ok(mail_domain, strlen(mail_domain)) ?
-	    0 : -1;
+	return mail_domain != NULL && host_ok(mail_domain, strlen(mail_domain));
 }
 
 static int

@@ -42,7 +42,8 @@ void legacy_mail_clear(struct legacy_mail *m);
 /* "320.00" from 32000: the money text both the body and the API use. */
 void legacy_format_total(int64_t cents, char *out, size_t outlen);
 
-/* 0 when mail_domain is usable (a configuration check at start). */
+/* 1 when mail_domain is usable, else 0 (a configuration check at start;
+ * a predicate like smtp_address_ok and the spy's render_domain_ok). */
 int legacy_domain_ok(const char *mail_domain);
 
 #endif

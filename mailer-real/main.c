@@ -11,12 +11,12 @@
 
 #include "common/config.h"
 #include "common/db.h"
+#include "common/delivery_config.h"
 #include "common/group_commit.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/smtp_send.h"
 #include "common/util.h"
-#include "common/delivery.h"
 #include "dispatch.h"
 #include "handoff.h"
 #include "legacy_render.h"
@@ -28,15 +28,7 @@ struct mono_config {
 	long port;
 	const char *bind;
 	const char *database_url;
-	const char *smtp_host;
-	long smtp_port;
-	const char *smtp_starttls;
-	const char *smtp_user;
-	const char *smtp_password;
-	int smtp_auth_without_tls;
-	const char *smtp_ca_file;
-	int smtp_tls_verify;
-	long smtp_timeout_s;
+	struct delivery_settings delivery;	/* SMTP_*, DELIVERY_* */
 	const char *mail_from;
 	const char *mail_domain;
 	const char *notifier;
@@ -48,12 +40,6 @@ struct mono_config {
 	long dispatch_queue;
 	long dispatch_inflight;
 	long handoff_after_ms;
-	long workers;
-	long batch;
-	long poll_ms;
-	long retry_base_ms;
-	long retry_max_ms;
-	long max_attempts;
 	long http_threads;
 	const char *api_token;
 	long per_ip_limit;
@@ -71,15 +57,7 @@ static const struct config_option options[] = {
 	{ "HTTP_PER_IP_LIMIT", "per-ip-limit", 0, CONFIG_INT, "1024", "connections from one address at once", 1, 65536, NULL, O(per_ip_limit) },
 	{ "HTTP_REQUEST_DEADLINE_S", "request-deadline", 0, CONFIG_INT, "10", "seconds to send a whole request (headers and body)", 1, 3600, NULL, O(request_deadline_s) },
 	{ "MONO_DATABASE_URL", "database-url", 0, CONFIG_STRING, NULL, "postgresMono conninfo or URI (required)", 0, 0, NULL, O(database_url) },
-	{ "SMTP_HOST", "smtp-host", 0, CONFIG_STRING, "localhost", "SMTP server", 0, 0, NULL, O(smtp_host) },
-	{ "SMTP_PORT", "smtp-port", 0, CONFIG_INT, "25", "SMTP port", 1, 65535, NULL, O(smtp_port) },
-	{ "SMTP_STARTTLS", "smtp-starttls", 0, CONFIG_CHOICE, "off", "off|required", 0, 0, "off|required", O(smtp_starttls) },
-	{ "SMTP_USER", "smtp-user", 0, CONFIG_STRING, NULL, "SMTP AUTH user", 0, 0, NULL, O(smtp_user) },
-	{ "SMTP_PASSWORD", "smtp-password", 0, CONFIG_STRING, NULL, "SMTP AUTH password", 0, 0, NULL, O(smtp_password) },
-	{ "SMTP_AUTH_WITHOUT_TLS", "smtp-auth-without-tls", 0, CONFIG_BOOL, "false", "allow AUTH with SMTP_STARTTLS=off (a trusted link only)", 0, 0, NULL, O(smtp_auth_without_tls) },
-	{ "SMTP_CA_FILE", "smtp-ca-file", 0, CONFIG_STRING, NULL, "PEM CAs trusted for STARTTLS (default: system)", 0, 0, NULL, O(smtp_ca_file) },
-	{ "SMTP_TLS_VERIFY", "smtp-tls-verify", 0, CONFIG_BOOL, "true", "check the server certificate", 0, 0, NULL, O(smtp_tls_verify) },
-	{ "SMTP_TIMEOUT_S", "smtp-timeout", 0, CONFIG_INT, "30", "SMTP timeout per step, seconds", 1, 3600, NULL, O(smtp_timeout_s) },
+	SMTP_CONFIG_OPTIONS(struct mono_config, delivery, ""),
 	{ "MAIL_FROM", "mail-from", 0, CONFIG_STRING, "payroll@example.com", "sender address", 0, 0, NULL, O(mail_from) },
 	{ "MAIL_DOMAIN", "mail-domain", 0, CONFIG_STRING, "example.com", "domain for names and Message-Ids", 0, 0, NULL, O(mail_domain) },
 	{ "NOTIFIER", "notifier", 0, CONFIG_CHOICE, "parallel", "smtp|parallel|remote", 0, 0, "smtp|parallel|remote", O(notifier) },
@@ -91,12 +69,7 @@ static const struct config_option options[] = {
 	{ "DISPATCH_QUEUE", "dispatch-queue", 0, CONFIG_INT, "10000", "payrolls waiting for the spy, at most", 1, 10000000, NULL, O(dispatch_queue) },
 	{ "DISPATCH_INFLIGHT", "dispatch-inflight", 0, CONFIG_INT, "64", "requests to the spy at once", 1, 4096, NULL, O(dispatch_inflight) },
 	{ "HANDOFF_AFTER_MS", "handoff-after-ms", 0, CONFIG_INT, "10000", "NOTIFIER=remote: a payroll the spy has not acknowledged this long is handed over again, ms", 100, 86400000, NULL, O(handoff_after_ms) },
-	{ "DELIVERY_WORKERS", "delivery-workers", 0, CONFIG_INT, "4", "SMTP delivery threads", 1, 64, NULL, O(workers) },
-	{ "DELIVERY_BATCH", "delivery-batch", 0, CONFIG_INT, "200", "mails per SMTP session", 1, 10000, NULL, O(batch) },
-	{ "DELIVERY_POLL_MS", "delivery-poll-ms", 0, CONFIG_INT, "1000", "outbox poll for due retries, ms", 10, 3600000, NULL, O(poll_ms) },
-	{ "DELIVERY_RETRY_BASE_MS", "retry-base-ms", 0, CONFIG_INT, "1000", "first retry delay, ms", 1, 86400000, NULL, O(retry_base_ms) },
-	{ "DELIVERY_RETRY_MAX_MS", "retry-max-ms", 0, CONFIG_INT, "600000", "longest retry delay, ms", 1, 86400000, NULL, O(retry_max_ms) },
-	{ "DELIVERY_MAX_ATTEMPTS", "max-attempts", 0, CONFIG_INT, "10", "attempts before a mail is failed", 1, 1000, NULL, O(max_attempts) },
+	DELIVERY_CONFIG_OPTIONS(struct mono_config, delivery, "4", ""),
 	{ "HTTP_THREADS", "http-threads", 0, CONFIG_INT, "4", "HTTP server threads", 1, 256, NULL, O(http_threads) },
 	{ "COMMIT_BATCH", "commit-batch", 0, CONFIG_INT, "256", "payrolls per group commit, at most", 1, 10000, NULL, O(commit_batch) },
 	{ "LOG_LEVEL", "log-level", 0, CONFIG_CHOICE, "info", "debug|info|warn|error", 0, 0, "debug|info|warn|error", O(log_level) },
@@ -139,7 +112,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailer-real: MONO_DATABASE_URL is required\n");
 		return 2;
 	}
-	if (legacy_domain_ok(cfg.mail_domain) != 0) {
+	if (!legacy_domain_ok(cfg.mail_domain)) {
 		fprintf(stderr, "mailer-real: MAIL_DOMAIN %s is not a host name\n",
 		    cfg.mail_domain);
 		return 2;
@@ -149,17 +122,8 @@ main(int argc, char **argv)
 		    cfg.mail_from);
 		return 2;
 	}
-	if ((cfg.smtp_user == NULL) != (cfg.smtp_password == NULL)) {
-		fprintf(stderr, "mailer-real: SMTP_USER and SMTP_PASSWORD go "
-		    "together\n");
-		return 2;
-	}
-	if (cfg.smtp_user != NULL && strcmp(cfg.smtp_starttls, "off") == 0 &&
-	    !cfg.smtp_auth_without_tls) {
-		fprintf(stderr, "mailer-real: SMTP_USER/SMTP_PASSWORD are set with "
-		    "SMTP_STARTTLS=off: the password would cross the network in "
-		    "clear; set SMTP_STARTTLS=required (or SMTP_AUTH_WITHOUT_TLS=on "
-		    "on a link you trust)\n");
+	if (delivery_settings_check(&cfg.delivery, err, sizeof(err)) == -1) {
+		fprintf(stderr, "mailer-real: %s\n", err);
 		return 2;
 	}
 	remote = strcmp(cfg.notifier, "remote") == 0;
@@ -179,32 +143,15 @@ main(int argc, char **argv)
 	api.probe = db_probe_start(cfg.database_url, "postgresMono");
 
 	if (!remote) {
-		struct delivery_config dc = {
-			.conninfo = cfg.database_url,
-			.store_name = "postgresMono",
-			.table = "sent_mail",
-			.smtp = {
-				.host = cfg.smtp_host,
-				.port = (unsigned)cfg.smtp_port,
-				.starttls_required = strcmp(cfg.smtp_starttls, "required") == 0,
-				.ca_file = cfg.smtp_ca_file,
-				.tls_verify = cfg.smtp_tls_verify,
-				.user = cfg.smtp_user,
-				.password = cfg.smtp_password,
-				.timeout_s = (unsigned)cfg.smtp_timeout_s,
-			},
-			.mail_from = cfg.mail_from,
-			.mail_domain = cfg.mail_domain,
-			.workers = (unsigned)cfg.workers,
-			.batch = (size_t)cfg.batch,
-			.poll_ms = (unsigned)cfg.poll_ms,
-			.retry_base_ms = (unsigned)cfg.retry_base_ms,
-			.retry_max_ms = (unsigned)cfg.retry_max_ms,
-			.max_attempts = (unsigned)cfg.max_attempts,
-		};
+		struct delivery_config dc = delivery_config_make(&cfg.delivery,
+		    cfg.database_url, "postgresMono", "sent_mail", cfg.mail_from,
+		    cfg.mail_domain);
+
 		api.delivery = delivery_start(&dc, err, sizeof(err));
-		if (api.delivery == NULL)
-			fatalx("delivery: %s", err);
+		if (api.delivery == NULL) {
+			fprintf(stderr, "mailer-real: delivery: %s\n", err);
+			return 2;
+		}
 	}
 	if (!smtp_only) {
 		struct dispatch_config pc = {
@@ -222,10 +169,10 @@ main(int argc, char **argv)
 		if (remote) {
 			struct handoff_config hoc = {
 				.conninfo = cfg.database_url,
-				.poll_ms = (unsigned)cfg.poll_ms,
+				.poll_ms = (unsigned)cfg.delivery.poll_ms,
 				.after_ms = (unsigned)cfg.handoff_after_ms,
-				.retry_base_ms = (unsigned)cfg.retry_base_ms,
-				.retry_max_ms = (unsigned)cfg.retry_max_ms,
+				.retry_base_ms = (unsigned)cfg.delivery.retry_base_ms,
+				.retry_max_ms = (unsigned)cfg.delivery.retry_max_ms,
 			};
 			handoff = handoff_new(&hoc);
 			pc.acknowledged = handoff_acknowledged;
@@ -269,7 +216,8 @@ main(int argc, char **argv)
 	if (srv == NULL)
 		fatalx("http: %s", err);
 	log_info("listening on port %ld, NOTIFIER=%s, SMTP %s:%ld, spy %s (%ld%%)",
-	    cfg.port, cfg.notifier, cfg.smtp_host, cfg.smtp_port,
+	    cfg.port, cfg.notifier, cfg.delivery.smtp_host,
+	    cfg.delivery.smtp_port,
 	    smtp_only ? "off" : cfg.spy_url, remote ? 100 : cfg.percent);
 
 	/*

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "common/delivery_config.h"
 #include "common/group_commit.h"
 #include "common/http.h"
 #include "render.h"
@@ -20,7 +21,6 @@ struct spy_config {
 	const char *mail_from;
 	const char *mode;
 	const char *token;
-	int smtp_auth_without_tls;
 	long per_ip_limit;
 	long request_deadline_s;
 	const char *template_path;
@@ -31,21 +31,8 @@ struct spy_config {
 	long committers;
 	long max_pending;
 	long max_body;
-	/* SPY_MODE=live only: SMTP and delivery (common/delivery.h) */
-	const char *smtp_host;
-	long smtp_port;
-	const char *smtp_starttls;
-	const char *smtp_user;
-	const char *smtp_password;
-	const char *smtp_ca_file;
-	int smtp_tls_verify;
-	long smtp_timeout_s;
-	long delivery_workers;
-	long delivery_batch;
-	long delivery_poll_ms;
-	long retry_base_ms;
-	long retry_max_ms;
-	long max_attempts;
+	/* SPY_MODE=live only: SMTP and delivery (common/delivery_config.h) */
+	struct delivery_settings delivery;
 };
 
 struct spy {

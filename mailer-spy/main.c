@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/db.h"
 #include "common/delivery.h"
+#include "common/delivery_config.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/smtp_send.h"
@@ -81,55 +82,8 @@ static const struct config_option options[] = {
 	  .def = "65536", .min = 256, .max = 16777216,
 	  .help = "largest request body in bytes (else 413)",
 	  .offset = offsetof(struct spy_config, max_body) },
-	{ .env = "SMTP_HOST", .flag = "smtp-host", .type = CONFIG_STRING,
-	  .def = "localhost", .help = "SMTP server (live mode)",
-	  .offset = offsetof(struct spy_config, smtp_host) },
-	{ .env = "SMTP_PORT", .flag = "smtp-port", .type = CONFIG_INT, .def = "25",
-	  .min = 1, .max = 65535, .help = "SMTP port (live mode)",
-	  .offset = offsetof(struct spy_config, smtp_port) },
-	{ .env = "SMTP_STARTTLS", .flag = "smtp-starttls", .type = CONFIG_CHOICE,
-	  .def = "off", .choices = "off|required", .help = "off|required",
-	  .offset = offsetof(struct spy_config, smtp_starttls) },
-	{ .env = "SMTP_USER", .flag = "smtp-user", .type = CONFIG_STRING,
-	  .help = "SMTP AUTH user", .offset = offsetof(struct spy_config, smtp_user) },
-	{ .env = "SMTP_PASSWORD", .flag = "smtp-password", .type = CONFIG_STRING,
-	  .help = "SMTP AUTH password",
-	  .offset = offsetof(struct spy_config, smtp_password) },
-	{ .env = "SMTP_AUTH_WITHOUT_TLS", .flag = "smtp-auth-without-tls",
-	  .type = CONFIG_BOOL, .def = "false",
-	  .help = "allow AUTH with SMTP_STARTTLS=off (a trusted link only)",
-	  .offset = offsetof(struct spy_config, smtp_auth_without_tls) },
-	{ .env = "SMTP_CA_FILE", .flag = "smtp-ca-file", .type = CONFIG_STRING,
-	  .help = "PEM CAs trusted for STARTTLS (default: system)",
-	  .offset = offsetof(struct spy_config, smtp_ca_file) },
-	{ .env = "SMTP_TLS_VERIFY", .flag = "smtp-tls-verify", .type = CONFIG_BOOL,
-	  .def = "true", .help = "check the server certificate",
-	  .offset = offsetof(struct spy_config, smtp_tls_verify) },
-	{ .env = "SMTP_TIMEOUT_S", .flag = "smtp-timeout", .type = CONFIG_INT,
-	  .def = "30", .min = 1, .max = 3600, .help = "SMTP timeout per step, s",
-	  .offset = offsetof(struct spy_config, smtp_timeout_s) },
-	{ .env = "DELIVERY_WORKERS", .flag = "delivery-workers", .type = CONFIG_INT,
-	  .def = "2", .min = 1, .max = 64, .help = "SMTP delivery threads (live)",
-	  .offset = offsetof(struct spy_config, delivery_workers) },
-	{ .env = "DELIVERY_BATCH", .flag = "delivery-batch", .type = CONFIG_INT,
-	  .def = "200", .min = 1, .max = 10000, .help = "mails per SMTP session",
-	  .offset = offsetof(struct spy_config, delivery_batch) },
-	{ .env = "DELIVERY_POLL_MS", .flag = "delivery-poll-ms", .type = CONFIG_INT,
-	  .def = "1000", .min = 10, .max = 3600000,
-	  .help = "poll for due retries, ms",
-	  .offset = offsetof(struct spy_config, delivery_poll_ms) },
-	{ .env = "DELIVERY_RETRY_BASE_MS", .flag = "retry-base-ms",
-	  .type = CONFIG_INT, .def = "1000", .min = 1, .max = 86400000,
-	  .help = "first retry delay, ms",
-	  .offset = offsetof(struct spy_config, retry_base_ms) },
-	{ .env = "DELIVERY_RETRY_MAX_MS", .flag = "retry-max-ms",
-	  .type = CONFIG_INT, .def = "600000", .min = 1, .max = 86400000,
-	  .help = "longest retry delay, ms",
-	  .offset = offsetof(struct spy_config, retry_max_ms) },
-	{ .env = "DELIVERY_MAX_ATTEMPTS", .flag = "max-attempts",
-	  .type = CONFIG_INT, .def = "10", .min = 1, .max = 1000,
-	  .help = "attempts before a mail is failed",
-	  .offset = offsetof(struct spy_config, max_attempts) },
+	SMTP_CONFIG_OPTIONS(struct spy_config, delivery, " (live mode)"),
+	DELIVERY_CONFIG_OPTIONS(struct spy_config, delivery, "2", " (live mode)"),
 	{ .env = "LOG_LEVEL", .flag = "log-level", .type = CONFIG_CHOICE,
 	  .def = "info", .choices = "debug|info|warn|error", .help = "log level",
 	  .offset = offsetof(struct spy_config, log_level) },
@@ -156,29 +110,9 @@ record_done(struct spy_record *rec, enum gc_outcome outcome, void *arg)
 static struct delivery *
 live_start(const struct spy_config *cfg)
 {
-	struct delivery_config dc = {
-		.conninfo = cfg->micro_url,
-		.store_name = "postgresMicro",
-		.table = "spied_mail",
-		.smtp = {
-			.host = cfg->smtp_host,
-			.port = (unsigned)cfg->smtp_port,
-			.starttls_required = strcmp(cfg->smtp_starttls, "required") == 0,
-			.ca_file = cfg->smtp_ca_file,
-			.tls_verify = cfg->smtp_tls_verify,
-			.user = cfg->smtp_user,
-			.password = cfg->smtp_password,
-			.timeout_s = (unsigned)cfg->smtp_timeout_s,
-		},
-		.mail_from = cfg->mail_from,
-		.mail_domain = cfg->mail_domain,
-		.workers = (unsigned)cfg->delivery_workers,
-		.batch = (size_t)cfg->delivery_batch,
-		.poll_ms = (unsigned)cfg->delivery_poll_ms,
-		.retry_base_ms = (unsigned)cfg->retry_base_ms,
-		.retry_max_ms = (unsigned)cfg->retry_max_ms,
-		.max_attempts = (unsigned)cfg->max_attempts,
-	};
+	struct delivery_config dc = delivery_config_make(&cfg->delivery,
+	    cfg->micro_url, "postgresMicro", "spied_mail", cfg->mail_from,
+	    cfg->mail_domain);
 	struct delivery *d;
 	char err[512];
 
@@ -225,22 +159,14 @@ main(int argc, char **argv)
 		    cfg.mail_from);
 		return 2;
 	}
-	if (live && (cfg.smtp_user == NULL) != (cfg.smtp_password == NULL)) {
-		fprintf(stderr, "mailer-spy: SMTP_USER and SMTP_PASSWORD go "
-		    "together\n");
-		return 2;
-	}
 	if (live && (cfg.token == NULL || cfg.token[0] == '\0')) {
 		fprintf(stderr, "mailer-spy: SPY_MODE=live needs SPY_TOKEN: a spy "
 		    "that sends real mail must not take requests from anyone\n");
 		return 2;
 	}
-	if (live && cfg.smtp_user != NULL &&
-	    strcmp(cfg.smtp_starttls, "off") == 0 && !cfg.smtp_auth_without_tls) {
-		fprintf(stderr, "mailer-spy: SMTP_USER/SMTP_PASSWORD are set with "
-		    "SMTP_STARTTLS=off: the password would cross the network in "
-		    "clear; set SMTP_STARTTLS=required (or SMTP_AUTH_WITHOUT_TLS=on "
-		    "on a link you trust)\n");
+	if (live && delivery_settings_check(&cfg.delivery, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "mailer-spy: %s\n", err);
 		return 2;
 	}
 	if (!render_domain_ok(cfg.mail_domain)) {
@@ -301,8 +227,8 @@ main(int argc, char **argv)
 	    cfg.mode, cfg.template_path ? cfg.template_path : "canonical");
 	if (live)
 		log_info("live: delivering over SMTP %s:%ld as %s, %ld worker(s)",
-		    cfg.smtp_host, cfg.smtp_port, cfg.mail_from,
-		    cfg.delivery_workers);
+		    cfg.delivery.smtp_host, cfg.delivery.smtp_port, cfg.mail_from,
+		    cfg.delivery.workers);
 
 	/*
 	 * Reverse order of creation. No handler runs once wait_signal

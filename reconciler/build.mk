@@ -1,8 +1,9 @@
 # reconciler: the batch job comparing postgresMono with postgresMicro.
-RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o cli.o \
-	copy_stream.o escape.o mark.o merge.o pg.o purge.o report.o report_csv.o \
-	report_html.o report_json.o report_text.o rules.o run.o runstore.o \
-	shard.o spool.o cluster.o clusterstore.o cmd_cluster.o \
+RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o batch.o cli.o \
+	cmd.o cmd_ack.o cmd_clusters.o cmd_mismatches.o cmd_report.o cmd_rule.o \
+	copy_stream.o escape.o knobs.o mark.o merge.o pg.o purge.o report.o report_csv.o \
+	report_html.o report_json.o report_text.o result.o rules.o run.o runstore.o \
+	shard.o spill.o spool.o cluster.o clusterstore.o \
 	report_clusters.o serve.o serve_api.o serve_pages.o) \
 	$(call common,log util config strbuf pg_array ids metrics db http)
 # libmicrohttpd and uuid: `reconciler serve` (common/http.c, ids.c).
@@ -15,9 +16,8 @@ $(eval $(call unit_test,test_reconciler_merge,$(addprefix $(BUILD)/reconciler/, 
 $(eval $(call unit_test,test_reconciler_rules,$(BUILD)/reconciler/rules.o \
 	$(call common,log util strbuf)))
 $(eval $(call unit_test,test_reconciler_report,$(addprefix $(BUILD)/reconciler/, \
-	escape.o report.o report_clusters.o report_csv.o report_html.o report_json.o report_text.o) \
+	escape.o report.o report_clusters.o report_csv.o report_html.o report_json.o report_text.o \
+	result.o) \
 	$(call common,log util strbuf),jansson libgit2))
 $(eval $(call unit_test,test_cluster,$(addprefix $(BUILD)/reconciler/, \
-	cluster.o rules.o escape.o report.o report_clusters.o report_csv.o \
-	report_html.o report_json.o report_text.o) \
-	$(call common,log util strbuf),jansson libgit2))
+	cluster.o rules.o result.o) $(call common,log util strbuf)))

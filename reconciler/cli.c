@@ -300,5 +300,7 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "--dry-run only goes with run or purge");
 		return -1;
 	}
+	if (c->command == CMD_RUN && knobs_load(&c->knobs, err, errlen) == -1)
+		return -1;
 	return 0;
 }

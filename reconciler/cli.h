@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "reconciler/knobs.h"
 #include "reconciler/shard.h"
 
 /* Exit codes, for cron and alerting (docs/DESIGN.md). */
@@ -44,6 +45,7 @@ struct cli {
 	long cluster;		/* --cluster ID (0: none) */
 	long web_port;
 	const char *web_token;
+	struct knobs knobs;	/* run: test and tuning knobs (knobs.h) */
 	/* Derived. */
 	enum cli_command command;
 	struct shard shard;

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 
 /*
  * The signature of a mismatch, a new string the caller frees. Readable:

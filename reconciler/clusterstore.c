@@ -12,7 +12,7 @@
 #include "common/util.h"
 #include "reconciler/cluster.h"
 #include "reconciler/pg.h"
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 
 #define ISO(col) "to_char(" col " at time zone 'UTC', " \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -467,4 +467,52 @@ clusterstore_example(PGconn *mono, int64_t id, struct mismatch *m, char *err,
 	m->cluster_id = id;
 	PQclear(res);
 	return 1;
+}
+
+int
+cluster_list_of(struct mismatch_iter *it, size_t limit, struct cluster_list *l)
+{
+	struct mismatch m;
+	char **sigs;
+	size_t i;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	l->v = xcalloc(limit + 1, sizeof(*l->v));
+	sigs = xcalloc(limit + 1, sizeof(*sigs));
+	while ((rc = it->next(it->ctx, &m)) == 1) {
+		char *sig = cluster_signature(&m);
+		for (i = 0; i < l->n && strcmp(sigs[i], sig) != 0; i++)
+			;
+		if (i == l->n && l->n == limit) {
+			l->more++;
+			free(sig);
+			continue;
+		}
+		if (i == l->n) {
+			struct cluster_row *c = &l->v[l->n++];
+			sigs[i] = sig;
+			sig = NULL;
+			c->kind = xstrdup(m.kind ? m.kind : "");
+			c->fields = xstrdup(m.fields ? m.fields : "");
+			c->signature = xstrdup(sigs[i]);
+			c->example_cid = xstrdup(m.cid ? m.cid : "");
+			c->first_seen = xstrdup(m.found_at ? m.found_at : "-");
+			c->last_seen = xstrdup(m.found_at ? m.found_at : "-");
+		}
+		free(sig);
+		l->v[i].count++;
+		l->v[i].open++;
+		l->v[i].in_run = l->v[i].count;
+		if (m.found_at != NULL) {
+			free(l->v[i].last_seen);
+			l->v[i].last_seen = xstrdup(m.found_at);
+		}
+	}
+	for (i = 0; i < l->n; i++)
+		free(sigs[i]);
+	free(sigs);
+	if (rc == -1)
+		cluster_list_clear(l);
+	return rc == -1 ? -1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/ids.h"
 #include "common/strbuf.h"
 #include "common/util.h"
 
@@ -54,8 +55,7 @@ get16(const char *p)
 static int
 start(struct copy_stream *cs, char *err, size_t errlen)
 {
-	char uuid[40], limit[32] = "";
-	const unsigned char *u = cs->last;
+	char uuid[IDS_UUID_LEN + 1], limit[32] = "";
 	struct strbuf after = STRBUF_INIT;
 	const char *k;
 	size_t n;
@@ -66,10 +66,7 @@ start(struct copy_stream *cs, char *err, size_t errlen)
 	 * across a join, not an inequality, so a merge join would otherwise
 	 * scan the other side from its start for every chunk. */
 	if (cs->rows > 0) {
-		snprintf(uuid, sizeof(uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-"
-		    "%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3],
-		    u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-		    u[13], u[14], u[15]);
+		ids_uuid_text(cs->last, uuid);
 		for (k = cs->key; *k; k += n + (k[n] == ',')) {
 			n = strcspn(k, ",");
 			strbuf_printf(&after, " and %.*s > '%s'", (int)n, k, uuid);

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "reconciler/cli.h"
+#include "reconciler/cmd.h"
 #include "reconciler/purge.h"
 #include "reconciler/rules.h"
 #include "reconciler/run.h"
@@ -75,17 +76,17 @@ main(int argc, char **argv)
 		rules_free(rules);
 		return done(rc);
 	case CMD_REPORT:
-		return done(run_report(&c));
+		return done(cmd_report(&c));
 	case CMD_MISMATCHES:
-		return done(run_mismatches(&c));
+		return done(cmd_mismatches(&c));
 	case CMD_ACK:
-		return done(c.cluster ? run_ack_cluster(&c) : run_ack(&c));
+		return done(cmd_ack(&c));
 	case CMD_PURGE:
 		return done(purge_run(&c));
 	case CMD_CLUSTERS:
-		return done(run_clusters(&c));
+		return done(cmd_clusters(&c));
 	case CMD_RULE:
-		return done(run_rule(&c));
+		return done(cmd_rule(&c));
 	case CMD_SERVE:
 		return done(run_serve(&c));
 	}

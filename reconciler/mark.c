@@ -21,7 +21,6 @@
  */
 #include "reconciler/mark.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,47 +28,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/ids.h"
 #include "common/log.h"
-#include "common/strbuf.h"
 #include "common/util.h"
+#include "reconciler/batch.h"
 #include "reconciler/pg.h"
+#include "reconciler/spill.h"
 #include "reconciler/spool.h"
 
 #define NBATCH 4
 #define BATCH_BYTES (8u << 20)	/* copied row data per batch */
 #define RAMP_BATCHES 3		/* smaller batches first: batch_limit */
-
-typedef unsigned char uuid_t16[16];
-
-struct owned {
-	uuid_t16 cid;
-	char *v[FIELD_COUNT];	/* one allocation, v[0] owns it */
-	size_t len[FIELD_COUNT];
-};
-
-struct pend {
-	uuid_t16 cid;
-	enum mismatch_kind kind;
-	unsigned fields;
-	struct owned mono, micro;	/* v[0] NULL: side absent */
-};
-
-#define VEC(T) struct { T *v; size_t n, cap; }
-
-struct idvec {
-	uuid_t16 *v;
-	size_t n, cap;
-};
-
-struct batch {
-	long seq;
-	struct idvec both;		/* matched: consume on both sides */
-	VEC(int64_t) resolve;		/* open mismatches resolved as late */
-	VEC(struct pend) mms;		/* new mismatches */
-	VEC(struct owned) cand_mono, cand_micro;
-	struct idvec heal_mono, heal_micro;
-	size_t bytes;
-};
 
 struct bqueue {
 	struct batch *v[NBATCH];
@@ -87,11 +56,9 @@ struct mark {
 	size_t nfree;
 	struct batch *cur;	/* filled by the merge thread */
 	/* Spill file: batches the merge wrote and the mono writer has not
-	 * read back yet are spilled - unspilled; write_off is the merge's,
-	 * read_off the mono writer's. */
-	int spill_fd;
+	 * read back yet are spilled - unspilled. */
+	struct spill spill;
 	long spilled, unspilled;
-	off_t write_off, read_off;
 	int spill_all;		/* testing: every batch goes through it */
 	int overlap;		/* writers start before the reads end */
 	int closing;		/* the merge is done: no more batches */
@@ -109,31 +76,6 @@ struct mark {
 	struct pg_array a_ids, a_ids_micro, a_kind, a_fields, a_vals[6], a_i64;
 };
 
-#define PUSH(vec) (((vec).n == (vec).cap ? \
-	((vec).cap = (vec).cap ? (vec).cap * 2 : 256, \
-	 (vec).v = xrealloc((vec).v, (vec).cap * sizeof(*(vec).v))) : 0), \
-	&(vec).v[(vec).n++])
-
-static void
-own(struct owned *o, const struct merge_row *r)
-{
-	size_t total = 0;
-	char *p;
-	int f;
-
-	memcpy(o->cid, r->cid, 16);
-	for (f = 0; f < FIELD_COUNT; f++)
-		total += r->mail.len[f] + 1;
-	p = xmalloc(total);
-	for (f = 0; f < FIELD_COUNT; f++) {
-		o->v[f] = p;
-		o->len[f] = r->mail.len[f];
-		memcpy(p, r->mail.v[f], r->mail.len[f]);
-		p[r->mail.len[f]] = '\0';
-		p += r->mail.len[f] + 1;
-	}
-}
-
 static void
 own_from_owned(struct owned *dst, const struct owned *src)
 {
@@ -145,7 +87,7 @@ own_from_owned(struct owned *dst, const struct owned *src)
 		r.mail.v[f] = src->v[f];
 		r.mail.len[f] = src->len[f];
 	}
-	own(dst, &r);
+	batch_own(dst, &r);
 }
 
 static void
@@ -157,38 +99,6 @@ owned_mail(const struct owned *o, struct mail *m)
 		m->v[f] = o->v[f];
 		m->len[f] = o->len[f];
 	}
-}
-
-static void
-batch_reset(struct batch *b)
-{
-	size_t i;
-
-	for (i = 0; i < b->mms.n; i++) {
-		free(b->mms.v[i].mono.v[0]);
-		free(b->mms.v[i].micro.v[0]);
-	}
-	for (i = 0; i < b->cand_mono.n; i++)
-		free(b->cand_mono.v[i].v[0]);
-	for (i = 0; i < b->cand_micro.n; i++)
-		free(b->cand_micro.v[i].v[0]);
-	b->both.n = b->resolve.n = b->mms.n = 0;
-	b->cand_mono.n = b->cand_micro.n = 0;
-	b->heal_mono.n = b->heal_micro.n = 0;
-	b->bytes = 0;
-}
-
-static void
-batch_free(struct batch *b)
-{
-	batch_reset(b);
-	free(b->both.v);
-	free(b->resolve.v);
-	free(b->mms.v);
-	free(b->cand_mono.v);
-	free(b->cand_micro.v);
-	free(b->heal_mono.v);
-	free(b->heal_micro.v);
 }
 
 static int64_t *
@@ -265,7 +175,7 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 			r++;
 		if (r >= nres || PQgetlength(res, r, 0) != 16 ||
 		    memcmp(PQgetvalue(res, r, 0), c->cid, 16) != 0) {
-			p = PUSH(b->mms);
+			p = BATCH_PUSH(b->mms);
 			memset(p, 0, sizeof(*p));
 			memcpy(p->cid, c->cid, 16);
 			p->kind = cands_are_mono ? KIND_MISSING_IN_MICRO :
@@ -289,13 +199,13 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 		    rules_compare(m->cfg.rules, &pm, &a, m->hits, &absorbed);
 		if (mask == 0) {
 			if (cands_are_mono)
-				memcpy(*PUSH(b->heal_mono), c->cid, 16);
+				memcpy(*BATCH_PUSH(b->heal_mono), c->cid, 16);
 			else
-				memcpy(*PUSH(b->heal_micro), c->cid, 16);
+				memcpy(*BATCH_PUSH(b->heal_micro), c->cid, 16);
 			m->c.healed++;
 			continue;
 		}
-		p = PUSH(b->mms);
+		p = BATCH_PUSH(b->mms);
 		memset(p, 0, sizeof(*p));
 		memcpy(p->cid, c->cid, 16);
 		p->kind = KIND_CONTENT;
@@ -304,7 +214,7 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 			struct merge_row pr;
 			memcpy(pr.cid, c->cid, 16);
 			pr.mail = pm;
-			own(cands_are_mono ? &p->micro : &p->mono, &pr);
+			batch_own(cands_are_mono ? &p->micro : &p->mono, &pr);
 		}
 		own_from_owned(cands_are_mono ? &p->mono : &p->micro, c);
 	}
@@ -312,26 +222,11 @@ lookup(struct mark *m, struct batch *b, int cands_are_mono)
 	return 0;
 }
 
-static void
-uuid_text(const unsigned char *u, char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	int i, o = 0;
-
-	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[u[i] >> 4];
-		out[o++] = hex[u[i] & 15];
-	}
-	out[o] = '\0';
-}
-
 static int
 spool_batch(struct mark *m, struct batch *b)
 {
 	struct mismatch mm;
-	char cid[37], fields[64], now[32];
+	char cid[IDS_UUID_LEN + 1], fields[64], now[32];
 	time_t t = time(NULL);
 	struct tm tm;
 	size_t i;
@@ -342,7 +237,7 @@ spool_batch(struct mark *m, struct batch *b)
 	for (i = 0; i < b->mms.n && rc == 0; i++) {
 		struct pend *p = &b->mms.v[i];
 		memset(&mm, 0, sizeof(mm));
-		uuid_text(p->cid, cid);
+		ids_uuid_text(p->cid, cid);
 		mm.cid = cid;
 		mm.kind = (char *)mismatch_kind_names[p->kind];
 		mm.fields = (char *)rules_fields_text(p->fields, fields,
@@ -566,230 +461,6 @@ write_micro(struct mark *m, struct batch *b)
 	return 0;
 }
 
-/* ---- spill file: a batch as bytes, in this process's own layout ---- */
-
-static void
-put(struct strbuf *sb, const void *p, size_t n)
-{
-	if (n > 0)	/* an empty vector's pointer may be NULL */
-		strbuf_add(sb, p, n);
-}
-
-static void
-put_size(struct strbuf *sb, size_t n)
-{
-	put(sb, &n, sizeof(n));
-}
-
-static void
-put_owned(struct strbuf *sb, const struct owned *o)
-{
-	int f;
-
-	put(sb, (const char *)(o->v[0] != NULL ? "\1" : "\0"), 1);
-	if (o->v[0] == NULL)
-		return;
-	put(sb, o->cid, 16);
-	for (f = 0; f < FIELD_COUNT; f++) {
-		put_size(sb, o->len[f]);
-		put(sb, o->v[f], o->len[f]);
-	}
-}
-
-static void
-put_owned_vec(struct strbuf *sb, const struct owned *v, size_t n)
-{
-	size_t i;
-
-	put_size(sb, n);
-	for (i = 0; i < n; i++)
-		put_owned(sb, &v[i]);
-}
-
-static void
-serialize(const struct batch *b, struct strbuf *sb)
-{
-	size_t i;
-
-	put_size(sb, 0);	/* the record's length, set below */
-	put(sb, &b->seq, sizeof(b->seq));
-	put_size(sb, b->both.n);
-	put(sb, b->both.v, b->both.n * 16);
-	put_size(sb, b->resolve.n);
-	put(sb, b->resolve.v, b->resolve.n * sizeof(*b->resolve.v));
-	put_size(sb, b->mms.n);
-	for (i = 0; i < b->mms.n; i++) {
-		const struct pend *p = &b->mms.v[i];
-		put(sb, p->cid, 16);
-		put(sb, &p->kind, sizeof(p->kind));
-		put(sb, &p->fields, sizeof(p->fields));
-		put_owned(sb, &p->mono);
-		put_owned(sb, &p->micro);
-	}
-	put_owned_vec(sb, b->cand_mono.v, b->cand_mono.n);
-	put_owned_vec(sb, b->cand_micro.v, b->cand_micro.n);
-	put_size(sb, b->heal_mono.n);
-	put(sb, b->heal_mono.v, b->heal_mono.n * 16);
-	put_size(sb, b->heal_micro.n);
-	put(sb, b->heal_micro.v, b->heal_micro.n * 16);
-	put(sb, &b->bytes, sizeof(b->bytes));
-	memcpy(sb->p, &sb->len, sizeof(sb->len));
-}
-
-struct reader {
-	const char *p, *end;
-};
-
-static void
-get(struct reader *r, void *dst, size_t n)
-{
-	if ((size_t)(r->end - r->p) < n)
-		fatalx("mark: spill file record truncated");
-	if (n > 0)
-		memcpy(dst, r->p, n);
-	r->p += n;
-}
-
-static size_t
-get_size(struct reader *r)
-{
-	size_t n;
-
-	get(r, &n, sizeof(n));
-	return n;
-}
-
-static void
-get_owned(struct reader *r, struct owned *o)
-{
-	struct merge_row row;
-	char present;
-	int f;
-
-	memset(o, 0, sizeof(*o));
-	get(r, &present, 1);
-	if (!present)
-		return;
-	get(r, row.cid, 16);
-	for (f = 0; f < FIELD_COUNT; f++) {
-		row.mail.len[f] = get_size(r);
-		if ((size_t)(r->end - r->p) < row.mail.len[f])
-			fatalx("mark: spill file record truncated");
-		row.mail.v[f] = r->p;
-		r->p += row.mail.len[f];
-	}
-	own(o, &row);
-}
-
-#define GET_VEC(r, vec, nbytes_each) do { \
-	size_t n_ = get_size(r); \
-	if ((vec).cap < n_) { \
-		while ((vec).cap < n_) \
-			(vec).cap = (vec).cap ? (vec).cap * 2 : 256; \
-		(vec).v = xrealloc((vec).v, (vec).cap * sizeof(*(vec).v)); \
-	} \
-	get(r, (vec).v, n_ * (nbytes_each)); \
-	(vec).n = n_; \
-} while (0)
-
-static void
-deserialize(struct batch *b, const char *p, size_t len)
-{
-	struct reader r = { p, p + len };
-	size_t i, n;
-
-	r.p += sizeof(size_t);
-	get(&r, &b->seq, sizeof(b->seq));
-	GET_VEC(&r, b->both, 16);
-	GET_VEC(&r, b->resolve, sizeof(*b->resolve.v));
-	n = get_size(&r);
-	for (i = 0; i < n; i++) {
-		struct pend *pd = PUSH(b->mms);
-		get(&r, pd->cid, 16);
-		get(&r, &pd->kind, sizeof(pd->kind));
-		get(&r, &pd->fields, sizeof(pd->fields));
-		get_owned(&r, &pd->mono);
-		get_owned(&r, &pd->micro);
-	}
-	n = get_size(&r);
-	for (i = 0; i < n; i++)
-		get_owned(&r, PUSH(b->cand_mono));
-	n = get_size(&r);
-	for (i = 0; i < n; i++)
-		get_owned(&r, PUSH(b->cand_micro));
-	GET_VEC(&r, b->heal_mono, 16);
-	GET_VEC(&r, b->heal_micro, 16);
-	get(&r, &b->bytes, sizeof(b->bytes));
-}
-
-/* The merge thread: appends b to the spill file. 0 or -1 (err set). */
-static int
-spill(struct mark *m, const struct batch *b, char *err, size_t errlen)
-{
-	struct strbuf sb = STRBUF_INIT;
-	const char *dir = getenv("TMPDIR");
-	char *path;
-	size_t done = 0;
-	ssize_t w;
-
-	if (m->spill_fd == -1) {
-		path = xasprintf("%s/reconciler-spill-XXXXXX",
-		    dir && *dir ? dir : "/tmp");
-		m->spill_fd = mkstemp(path);
-		if (m->spill_fd == -1) {
-			snprintf(err, errlen, "spill file %s: %s", path,
-			    strerror(errno));
-			free(path);
-			return -1;
-		}
-		unlink(path);
-		free(path);
-	}
-	serialize(b, &sb);
-	while (done < sb.len) {
-		w = pwrite(m->spill_fd, sb.p + done, sb.len - done,
-		    m->write_off + (off_t)done);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			snprintf(err, errlen, "spill file: %s",
-			    w == -1 ? strerror(errno) : "short write");
-			strbuf_free(&sb);
-			return -1;
-		}
-		done += (size_t)w;
-	}
-	m->write_off += (off_t)sb.len;
-	strbuf_free(&sb);
-	return 0;
-}
-
-/* The mono writer: reads the oldest spilled batch into b. */
-static void
-unspill(struct mark *m, struct batch *b)
-{
-	size_t len, done = 0;
-	char *buf;
-	ssize_t n;
-
-	if (pread(m->spill_fd, &len, sizeof(len), m->read_off) !=
-	    (ssize_t)sizeof(len))
-		fatal("mark: reading the spill file");
-	buf = xmalloc(len);
-	while (done < len) {
-		n = pread(m->spill_fd, buf + done, len - done,
-		    m->read_off + (off_t)done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fatal("mark: reading the spill file");
-		done += (size_t)n;
-	}
-	m->read_off += (off_t)len;
-	deserialize(b, buf, len);
-	free(buf);
-}
-
 /* Queues between the merge and the two writer threads; all under m->mu. */
 static void
 q_push(struct bqueue *q, struct batch *b)
@@ -881,12 +552,12 @@ take_mono(struct mark *m, int *failed)
 		/* Not worth reading back: it will not be written. */
 		pthread_mutex_lock(&m->mu);
 		m->unspilled++;
-		m->read_off = m->write_off;
+		spill_skip(&m->spill);
 		pthread_mutex_unlock(&m->mu);
 		load = 0;
 	}
 	if (load) {
-		unspill(m, b);
+		spill_read(&m->spill, b);
 		pthread_mutex_lock(&m->mu);
 		m->unspilled++;
 		pthread_cond_broadcast(&m->cv);
@@ -957,7 +628,7 @@ mark_start(const struct mark_config *cfg)
 	pg_array_init(&m->a_i64, PG_OID_INT8);
 	for (i = 0; i < 6; i++)
 		pg_array_init(&m->a_vals[i], PG_OID_TEXT);
-	m->spill_fd = -1;
+	spill_init(&m->spill);
 	m->spill_all = cfg->spill_all;
 	m->overlap = cfg->overlap;
 	pthread_mutex_init(&m->mu, NULL);
@@ -993,7 +664,7 @@ submit(struct mark *m)
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (to_file) {
-		if (spill(m, m->cur, err, sizeof(err)) == -1) {
+		if (spill_append(&m->spill, m->cur, err, sizeof(err)) == -1) {
 			set_failed(m, err);
 			return -1;
 		}
@@ -1043,9 +714,9 @@ maybe_submit(struct mark *m)
 int
 mark_match(struct mark *m, const unsigned char cid[16], int64_t resolve_id)
 {
-	memcpy(*PUSH(m->cur->both), cid, 16);
+	memcpy(*BATCH_PUSH(m->cur->both), cid, 16);
 	if (resolve_id != 0)
-		*PUSH(m->cur->resolve) = resolve_id;
+		*BATCH_PUSH(m->cur->resolve) = resolve_id;
 	return maybe_submit(m);
 }
 
@@ -1060,19 +731,19 @@ mark_mismatch(struct mark *m, enum mismatch_kind kind, unsigned fields,
     const struct merge_row *mono, const struct merge_row *micro,
     int64_t resolve_id)
 {
-	struct pend *p = PUSH(m->cur->mms);
+	struct pend *p = BATCH_PUSH(m->cur->mms);
 
 	memset(p, 0, sizeof(*p));
 	memcpy(p->cid, mono ? mono->cid : micro->cid, 16);
 	p->kind = kind;
 	p->fields = fields;
 	if (mono != NULL)
-		own(&p->mono, mono);
+		batch_own(&p->mono, mono);
 	if (micro != NULL)
-		own(&p->micro, micro);
+		batch_own(&p->micro, micro);
 	m->cur->bytes += row_bytes(mono) + row_bytes(micro);
 	if (resolve_id != 0)
-		*PUSH(m->cur->resolve) = resolve_id;
+		*BATCH_PUSH(m->cur->resolve) = resolve_id;
 	return maybe_submit(m);
 }
 
@@ -1080,9 +751,9 @@ int
 mark_candidate(struct mark *m, int is_mono, const struct merge_row *row)
 {
 	if (is_mono)
-		own(PUSH(m->cur->cand_mono), row);
+		batch_own(BATCH_PUSH(m->cur->cand_mono), row);
 	else
-		own(PUSH(m->cur->cand_micro), row);
+		batch_own(BATCH_PUSH(m->cur->cand_micro), row);
 	m->cur->bytes += row_bytes(row);
 	return maybe_submit(m);
 }
@@ -1125,8 +796,7 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	pg_array_free(&m->a_i64);
 	for (k = 0; k < 6; k++)
 		pg_array_free(&m->a_vals[k]);
-	if (m->spill_fd != -1)
-		close(m->spill_fd);
+	spill_close(&m->spill);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m->hits);

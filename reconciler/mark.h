@@ -27,7 +27,7 @@
 #include <libpq-fe.h>
 
 #include "reconciler/merge.h"
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 #include "reconciler/rules.h"
 
 struct mark_config {

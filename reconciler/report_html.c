@@ -266,10 +266,10 @@ summary(FILE *fp, const struct run_summary *s)
 		put_str(fp, s->rules_file);
 		fputs("</td></tr>\n", fp);
 	}
-	for (i = 0; i < report_ncount_fields; i++)
+	for (i = 0; i < run_ncount_fields; i++)
 		fprintf(fp, "<tr><th>%s</th><td>%lld</td></tr>\n",
-		    report_count_fields[i].name,
-		    (long long)*report_count((struct run_counts *)&s->c, i));
+		    run_count_fields[i].name,
+		    (long long)*run_count((struct run_counts *)&s->c, i));
 	for (i = 0; i < s->nrules; i++) {
 		fputs("<tr><th>rule ", fp);
 		put_str(fp, s->rules[i].name);

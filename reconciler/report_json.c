@@ -90,9 +90,9 @@ run_object(const struct run_summary *s)
 	    "n", s->shard_n));
 	json_object_set_new(o, "rules_file", jstr(s->rules_file));
 	json_object_set_new(o, "error", jstr(s->error));
-	for (i = 0; i < report_ncount_fields; i++)
-		json_object_set_new(counts, report_count_fields[i].name,
-		    json_integer(*report_count((struct run_counts *)&s->c, i)));
+	for (i = 0; i < run_ncount_fields; i++)
+		json_object_set_new(counts, run_count_fields[i].name,
+		    json_integer(*run_count((struct run_counts *)&s->c, i)));
 	json_object_set_new(o, "counts", counts);
 	for (i = 0; i < s->nrules; i++)
 		json_array_append_new(rules, json_pack("{s:o, s:I}", "rule",

@@ -45,10 +45,10 @@ summary(FILE *fp, const struct run_summary *s)
 		word(fp, ", cutoff ", s->cutoff);
 		fputc('\n', fp);
 	}
-	for (i = 0; i < report_ncount_fields; i++)
+	for (i = 0; i < run_ncount_fields; i++)
 		fprintf(fp, "%s%s %lld", i ? ", " : "",
-		    report_count_fields[i].name,
-		    (long long)*report_count((struct run_counts *)&s->c, i));
+		    run_count_fields[i].name,
+		    (long long)*run_count((struct run_counts *)&s->c, i));
 	fputc('\n', fp);
 	if (s->rules_file) {
 		char *e = escape_text(s->rules_file);

@@ -45,16 +45,6 @@
 #include "reconciler/runstore.h"
 #include "reconciler/spool.h"
 
-/*
- * Rows per COPY of a stream (copy_stream.h says why the reads are chunked).
- * The marks start once the reads are done, so no chunk's snapshot is open
- * while they run; the chunks only keep each snapshot short for everything
- * else on the servers (vacuum of other tables), under a second at this
- * size. Each chunk costs its own start: on 1M pairs per side, chunks of
- * 20,000 rows took 3.4-4.2 s of backend CPU per side against 2.0-2.7 s
- * for one COPY or chunks of 200,000. RECONCILER_READ_CHUNK sets it for tests.
- */
-#define READ_CHUNK_DEFAULT 200000
 #define LOCK_CHECK_ROWS 65536
 #define STOP_CANCEL_MS 100
 #define NCANCEL 8
@@ -70,9 +60,6 @@ struct stopper {
 	int ncancel;
 	int quiet;			/* winding down: cancel nothing more */
 };
-
-/* Clusters a report opens with, at most (the largest). */
-#define REPORT_CLUSTERS 200
 
 struct run {
 	const struct cli *cli;
@@ -562,7 +549,6 @@ open_streams(struct run *r)
 	const struct cli *c = r->cli;
 	char *sh = shard_sql(&c->shard, "correlation_id"), *sql;
 	char *shq = shard_sql(&c->shard, "q.correlation_id");
-	const char *s;
 	int rc = -1;
 
 	if ((r->mono_r = pg_connect(c->mono_url, "postgresMono", r->err,
@@ -582,9 +568,6 @@ open_streams(struct run *r)
 	stopper_watch(&r->stop, r->micro_r);
 	stopper_watch(&r->stop, r->open_r);
 	stopper_watch(&r->stop, r->micro_lk);
-	r->read_chunk = READ_CHUNK_DEFAULT;
-	if ((s = getenv("RECONCILER_READ_CHUNK")) != NULL && *s)
-		r->read_chunk = (size_t)strtoul(s, NULL, 10);
 	if ((r->s_mono = mail_stream(r, r->mono_r, "postgresMono", "sent_mail",
 	    shq)) == NULL ||
 	    (r->s_micro = mail_stream(r, r->micro_r, "postgresMicro",
@@ -636,24 +619,6 @@ stream_error(struct run *r)
 		if (s[i] != NULL && copy_stream_error(s[i])[0])
 			return copy_stream_error(s[i]);
 	return NULL;
-}
-
-static void
-crash_config(struct mark_config *mc)
-{
-	const char *s = getenv("RECONCILER_CRASH_AT");
-	char *end;
-
-	if (s != NULL && *s) {
-		mc->crash_batch = strtol(s, &end, 10);
-		mc->crash_stage = *end == ':' ? end[1] : 'b';
-	}
-	if ((s = getenv("RECONCILER_BATCH_ROWS")) != NULL && *s)
-		mc->batch_rows = (size_t)strtoul(s, NULL, 10);
-	if ((s = getenv("RECONCILER_SPILL_ALL")) != NULL && *s)
-		mc->spill_all = strcmp(s, "0") != 0;
-	if ((s = getenv("RECONCILER_OVERLAP")) != NULL && *s)
-		mc->overlap = strcmp(s, "0") != 0;
 }
 
 static int
@@ -752,6 +717,7 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 
 	memset(&r, 0, sizeof(r));
 	r.cli = c;
+	r.read_chunk = (size_t)c->knobs.read_chunk;
 	r.rules = rules;
 	r.hits = xcalloc(rules_count(rules) + 1, sizeof(*r.hits));
 	pthread_mutex_init(&r.lock_mu, NULL);
@@ -793,7 +759,11 @@ run_reconcile(const struct cli *c, const struct rules *rules)
 	mc.rules = rules;
 	mc.check = mark_check;
 	mc.check_ctx = &r;
-	crash_config(&mc);
+	mc.batch_rows = (size_t)c->knobs.batch_rows;
+	mc.crash_batch = c->knobs.crash_batch;
+	mc.crash_stage = c->knobs.crash_stage;
+	mc.spill_all = c->knobs.spill_all;
+	mc.overlap = c->knobs.overlap;
 	r.mark = mark_start(&mc);
 	rc = merge_run(&mono, &micro, &open, rules, r.hits, sink, &r, merr,
 	    sizeof(merr));
@@ -862,146 +832,5 @@ done:
 	stopper_end(&r.stop);
 	close_all(&r);
 	pthread_mutex_destroy(&r.lock_mu);
-	return code;
-}
-
-static int
-connect_mono(const struct cli *c, PGconn **conn)
-{
-	char err[512];
-
-	if ((*conn = pg_connect(c->mono_url, "postgresMono", err,
-	    sizeof(err))) == NULL) {
-		log_error("%s", err);
-		return -1;
-	}
-	return 0;
-}
-
-/* The clusters of what a listing shows; -1 with err, or EXIT_USAGE's
- * case (no such cluster) as -2. */
-static int
-run_clusters_of(PGconn *mono, enum runstore_filter f, int64_t id,
-    struct cluster_list *cl, char *err, size_t errlen)
-{
-	static const enum cluster_scope scope[] = {
-		[RUNSTORE_RUN] = CLUSTERS_RUN,
-		[RUNSTORE_OPEN] = CLUSTERS_OPEN,
-		[RUNSTORE_ALL] = CLUSTERS_ALL,
-	};
-	int rc;
-
-	if (f != RUNSTORE_CLUSTER_OPEN && f != RUNSTORE_CLUSTER_ALL)
-		return clusterstore_list(mono, scope[f], id, REPORT_CLUSTERS, cl,
-		    err, errlen);
-	cl->v = xcalloc(1, sizeof(*cl->v));
-	if ((rc = clusterstore_get(mono, id, &cl->v[0], err, errlen)) == 1)
-		cl->n = 1;
-	else if (rc == 0)
-		snprintf(err, errlen, "cluster %lld does not exist",
-		    (long long)id);
-	return rc == 1 ? 0 : rc == 0 ? -2 : -1;
-}
-
-static int
-list(const struct cli *c, PGconn *mono, const struct run_summary *s,
-    enum runstore_filter f, int64_t id)
-{
-	struct mismatch_iter it = { 0 };
-	struct cluster_list cl = { 0 };
-	char err[512];
-	int rc;
-
-	/* The report opens with the clusters of what it lists. */
-	if ((rc = run_clusters_of(mono, f, id, &cl, err, sizeof(err))) != 0 ||
-	    runstore_mismatches(mono, f, id, &it, err, sizeof(err)) == -1) {
-		log_error("%s", err);
-		cluster_list_clear(&cl);
-		return rc == -2 ? EXIT_USAGE : EXIT_DB;
-	}
-	it.clusters = &cl;
-	rc = report_write(stdout, c->format, s, &it, err, sizeof(err));
-	cluster_list_clear(&cl);
-	if (rc == -1)
-		log_error("%s", runstore_iter_error(&it)[0] ?
-		    runstore_iter_error(&it) : err);
-	runstore_iter_free(&it);
-	return rc == 0 ? EXIT_CLEAN : EXIT_DB;
-}
-
-int
-run_report(const struct cli *c)
-{
-	struct run_summary s;
-	PGconn *mono = NULL;
-	char err[512];
-	int rc, code;
-
-	if (connect_mono(c, &mono) == -1)
-		return EXIT_DB;
-	memset(&s, 0, sizeof(s));
-	rc = runstore_load(mono, c->id, &s, err, sizeof(err));
-	if (rc != 1) {
-		if (rc == 0)
-			log_error(c->id ? "report: no run %lld" :
-			    "report: no run yet%.0lld", (long long)c->id);
-		else
-			log_error("%s", err);
-		PQfinish(mono);
-		return rc == 0 ? EXIT_USAGE : EXIT_DB;
-	}
-	code = list(c, mono, &s, RUNSTORE_RUN, s.id);
-	run_summary_clear(&s);
-	PQfinish(mono);
-	return code;
-}
-
-int
-run_mismatches(const struct cli *c)
-{
-	PGconn *mono = NULL;
-	int code;
-
-	if (connect_mono(c, &mono) == -1)
-		return EXIT_DB;
-	if (c->cluster != 0) {
-		/* One cluster's members: open ones unless --all. */
-		code = list(c, mono, NULL, c->all ? RUNSTORE_CLUSTER_ALL :
-		    RUNSTORE_CLUSTER_OPEN, c->cluster);
-		PQfinish(mono);
-		return code;
-	}
-	/* Open ones unless --all (DESIGN.md: "lists open ones"). */
-	code = list(c, mono, NULL, c->all ? RUNSTORE_ALL : RUNSTORE_OPEN, 0);
-	PQfinish(mono);
-	return code;
-}
-
-int
-run_ack(const struct cli *c)
-{
-	PGconn *mono = NULL, *micro = NULL;
-	char err[512];
-	int rc, code = EXIT_DB;
-
-	if (connect_mono(c, &mono) == -1)
-		return EXIT_DB;
-	if ((micro = pg_connect(c->micro_url, "postgresMicro", err,
-	    sizeof(err))) == NULL) {
-		log_error("%s", err);
-		goto out;
-	}
-	rc = runstore_ack(mono, micro, c->id, c->note, err, sizeof(err));
-	if (rc == 0) {
-		if (!c->quiet)
-			printf("mismatch %lld acknowledged\n", (long long)c->id);
-		code = EXIT_CLEAN;
-	} else {
-		log_error("ack: %s", err);
-		code = rc == 1 ? EXIT_USAGE : EXIT_DB;
-	}
-out:
-	PQfinish(micro);
-	PQfinish(mono);
 	return code;
 }

@@ -1,7 +1,7 @@
 /*
- * run: one reconciliation, from connecting and locking to the report.
- * Also the other commands (report, mismatches, ack), which are thin.
- * Each returns the process exit code (cli.h).
+ * run: one reconciliation, from connecting and locking to the report
+ * (`reconciler run`, the default command). Returns the process exit code
+ * (cli.h). The other commands are cmd_*.c (cmd.h).
  */
 #ifndef RECONCILER_RUN_H
 #define RECONCILER_RUN_H
@@ -10,13 +10,5 @@
 #include "reconciler/rules.h"
 
 int run_reconcile(const struct cli *c, const struct rules *rules);
-int run_report(const struct cli *c);
-int run_mismatches(const struct cli *c);
-int run_ack(const struct cli *c);
-
-/* cmd_cluster.c: clusters, ack --cluster, rule --cluster. */
-int run_clusters(const struct cli *c);
-int run_ack_cluster(const struct cli *c);
-int run_rule(const struct cli *c);
 
 #endif

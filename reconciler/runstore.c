@@ -88,12 +88,12 @@ runstore_finish(PGconn *mono, int64_t run_id, const char *status,
 	cvals[nv++] = p = json_dumps(arr, JSON_COMPACT);
 	sql = xstrdup("update reconciliation_run set finished_at = now(), "
 	    "status = $2, error = $3, rule_counts = $4::jsonb");
-	for (i = 0; i < report_ncount_fields; i++) {
+	for (i = 0; i < run_ncount_fields; i++) {
 		char *s = xasprintf("%s, %s = $%zu::int8", sql,
-		    report_count_fields[i].name, nv + 1);
+		    run_count_fields[i].name, nv + 1);
 		free(sql);
 		sql = s;
-		vals[i] = xasprintf("%lld", (long long)*report_count(
+		vals[i] = xasprintf("%lld", (long long)*run_count(
 		    (struct run_counts *)c, i));
 		cvals[nv++] = vals[i];
 	}
@@ -107,7 +107,7 @@ runstore_finish(PGconn *mono, int64_t run_id, const char *status,
 		rc = 0;
 	}
 	free((char *)cvals[3]);
-	for (i = 0; i < report_ncount_fields; i++)
+	for (i = 0; i < run_ncount_fields; i++)
 		free(vals[i]);
 	free(sql);
 	json_decref(arr);
@@ -155,8 +155,8 @@ runstore_load(PGconn *mono, int64_t id, struct run_summary *s, char *err,
 	size_t i;
 	int found = 0;
 
-	for (i = 0; i < report_ncount_fields; i++) {
-		p = xasprintf("%s, %s", sql, report_count_fields[i].name);
+	for (i = 0; i < run_ncount_fields; i++) {
+		p = xasprintf("%s, %s", sql, run_count_fields[i].name);
 		free(sql);
 		sql = p;
 	}
@@ -183,8 +183,8 @@ runstore_load(PGconn *mono, int64_t id, struct run_summary *s, char *err,
 		s->shard_k = (int)strtol(PQgetvalue(res, 0, 8), NULL, 10);
 		s->shard_n = (int)strtol(PQgetvalue(res, 0, 9), NULL, 10);
 		parse_rules(s, PQgetvalue(res, 0, 10));
-		for (i = 0; i < report_ncount_fields; i++)
-			*report_count(&s->c, i) = strtoll(PQgetvalue(res, 0,
+		for (i = 0; i < run_ncount_fields; i++)
+			*run_count(&s->c, i) = strtoll(PQgetvalue(res, 0,
 			    (int)(11 + i)), NULL, 10);
 		found = 1;
 	}

@@ -11,7 +11,7 @@
 
 #include <libpq-fe.h>
 
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 #include "reconciler/rules.h"
 #include "reconciler/shard.h"
 

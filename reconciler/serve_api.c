@@ -14,7 +14,7 @@
 #include "common/util.h"
 #include "reconciler/clusterstore.h"
 #include "reconciler/pg.h"
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 #include "reconciler/runstore.h"
 #include "reconciler/serve.h"
 

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "reconciler/report.h"
+#include "reconciler/result.h"
 
 /* 0, or -1 on a write error. */
 int spool_write(FILE *fp, const struct mismatch *m);

@@ -49,7 +49,7 @@ $(eval $(call fuzz_target,fuzz_reconciler_rules,reconciler/rules.c))
 $(eval $(call fuzz_target,fuzz_reconciler_report,reconciler/escape.c reconciler/report.c \
     reconciler/report_clusters.c \
     reconciler/report_csv.c reconciler/report_html.c reconciler/report_json.c \
-    reconciler/report_text.c reconciler/rules.c,jansson libgit2))
+    reconciler/report_text.c reconciler/result.c reconciler/rules.c,jansson libgit2))
 
 .PHONY: fuzz-build fuzz fuzz-smoke
 fuzz-build: $(addprefix $(FUZZ_BUILD)/bin/,$(FUZZ_TARGETS))

@@ -660,6 +660,16 @@ class Usage(unittest.TestCase):
         rc, out, err = run("run", env={"MICRO_DATABASE_URL": ""})
         self.assertEqual(rc, 2)
         self.assertIn("MICRO_DATABASE_URL", err)
+        # The test and tuning knobs are configuration too: a bad value
+        # stops the run before it connects, naming the variable.
+        for name, value in (("RECONCILER_BATCH_ROWS", "25k"),
+                            ("RECONCILER_READ_CHUNK", "-1"),
+                            ("RECONCILER_OVERLAP", "maybe"),
+                            ("RECONCILER_CRASH_AT", "3:x"),
+                            ("RECONCILER_CRASH_AT", "b")):
+            rc, out, err = run("run", env={name: value})
+            self.assertEqual(rc, 2, (name, value, err))
+            self.assertIn(name, err)
         rc, out, err = run("--help")
         self.assertEqual(rc, 0)
         self.assertIn("--shard", out)

@@ -8,7 +8,8 @@ loopback would try it.
 - Listening: without a token a service listens on 127.0.0.1 only and says
   so; with one it listens on every address; BIND without a token warns.
 - Refusals at start (exit 2, naming the variables): SPY_MODE=live without
-  SPY_TOKEN; SMTP AUTH with SMTP_STARTTLS=off unless SMTP_AUTH_WITHOUT_TLS.
+  SPY_TOKEN; SMTP AUTH with SMTP_STARTTLS=off unless SMTP_AUTH_WITHOUT_TLS;
+  SMTP settings the delivery workers cannot use (both services alike).
 - Secrets: a database password holding quotes and spaces never reaches a
   log or an error, whether libpq can parse the conninfo or not.
 - Client-visible delivery errors are a code and SMTP status codes only
@@ -257,6 +258,18 @@ class Refusals(unittest.TestCase):
             smtp, MONO_DATABASE_URL=self.URL, NOTIFIER="smtp", SMTP_AUTH_WITHOUT_TLS="on"),
             log_name="security-auth-without-tls").start()
         self.assertEqual(svc.stop(), 0)
+
+    def test_unusable_smtp_settings_exit_2_in_both(self):
+        # delivery_start refusing the settings is a configuration error,
+        # exit 2, in mailer-real as in the live spy (it was 1 in mailer-real).
+        bad = {"SMTP_CA_FILE": "/nonexistent/ca.pem"}
+        r = run("mailer-real", dict(bad, MONO_DATABASE_URL=self.URL, NOTIFIER="smtp"))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("SMTP_CA_FILE", r.stderr)
+        r = run("mailer-spy", dict(bad, MICRO_DATABASE_URL=self.URL, SPY_MODE="live",
+                                   SPY_TOKEN=SPY))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("SMTP_CA_FILE", r.stderr)
 
 
 @unittest.skipUnless(have("mailer-real", "mailer-spy", "reconciler"), "programs not built")

@@ -2,6 +2,7 @@
 # linking the modules it tests and what they call. Program modules' tests are
 # declared in the program's own build.mk with the same macro.
 $(eval $(call unit_test,test_config,$(call common,config log util)))
+$(eval $(call unit_test,test_ids,$(call common,ids),uuid))
 $(eval $(call unit_test,test_validate,$(call common,validate ids),jansson uuid))
 $(eval $(call unit_test,test_metrics,$(call common,metrics ids strbuf log util),uuid))
 $(eval $(call unit_test,test_smtp_send,$(call common,smtp_send log util strbuf), \

@@ -1,6 +1,7 @@
 /*
  * Unit tests for common/config: defaults, then environment, then flags;
- * a bad value fails naming the variable or flag.
+ * a bad value fails naming the variable or flag. config_load_env: the
+ * same for an environment-only table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -110,6 +111,38 @@ test_bad_flag_names_flag(void **state)
 	assert_non_null(strstr(err, "--nope"));
 }
 
+/* Environment-only rows: no flag, the table ends at the NULL env. */
+static const struct config_option env_opts[] = {
+	{ .env = "T_ROWS", .type = CONFIG_INT, .def = "25", .min = 0,
+	  .max = 1000, .offset = offsetof(struct conf, port) },
+	{ .env = "T_SPILL", .type = CONFIG_BOOL, .def = "false",
+	  .offset = offsetof(struct conf, quiet) },
+	CONFIG_OPTIONS_END
+};
+
+static void
+test_env_only_table(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	unsetenv("T_ROWS");
+	setenv("T_SPILL", "1", 1);
+	assert_int_equal(config_load_env(env_opts, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.port, 25);
+	assert_int_equal(c.quiet, 1);
+	setenv("T_ROWS", "12x", 1);
+	assert_int_equal(config_load_env(env_opts, &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "T_ROWS"));
+	unsetenv("T_ROWS");
+	setenv("T_SPILL", "maybe", 1);
+	assert_int_equal(config_load_env(env_opts, &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "T_SPILL"));
+	unsetenv("T_SPILL");
+}
+
 int
 main(void)
 {
@@ -118,6 +151,7 @@ main(void)
 		cmocka_unit_test(test_env_then_flag),
 		cmocka_unit_test(test_bad_env_names_variable),
 		cmocka_unit_test(test_bad_flag_names_flag),
+		cmocka_unit_test(test_env_only_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
