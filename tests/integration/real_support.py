@@ -12,8 +12,6 @@ import asyncio
 import http.server
 import json
 import os
-import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -143,8 +141,9 @@ class SlowHTTP:
     def __init__(self, delay=0.0, status=201, answer=None, held=False):
         self.port = harness.free_port()
         self.delay = delay
-        self.held = held
         self.released = threading.Event()
+        if not held:
+            self.released.set()
         self.status = status
         self.answer = answer
         self.requests = []
@@ -159,8 +158,7 @@ class SlowHTTP:
                 owner.requests.append({"path": self.path, "headers": dict(self.headers),
                                        "body": body})
                 time.sleep(owner.delay)
-                if owner.held:
-                    owner.released.wait(300)
+                owner.released.wait(300)
                 payload = b"{}"
                 if owner.answer is not None:
                     payload = json.dumps(owner.answer(json.loads(body))).encode()

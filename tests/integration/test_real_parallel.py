@@ -23,7 +23,6 @@ import threading
 import time
 import unittest
 
-import harness
 from harness import Service, query, wait_for, MONO_URL, MICRO_URL
 from real_support import (CaptureSMTP, SlowHTTP, closed_port, metric, mono_env,
                           reset_outbox, spy_available)

@@ -44,7 +44,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import unittest
 

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import MICRO_URL, MONO_URL
-from reconciler_util import RECONCILER, bulk, q, reset, run, state
+from reconciler_util import bulk, q, reset, run, state
 
 N = 30000
 BATCH = "2000"   # 15+ batches per run, so kills land at many boundaries

@@ -32,7 +32,7 @@ import time
 import unittest
 
 import harness
-from fault_tools import ScratchDbs, Stack, count, have, raw_http
+from fault_tools import ScratchDbs, Stack, count, have
 
 API = "api-token-0f3a9c2e"
 SPY = "spy-token-41b7d5aa"
