@@ -105,6 +105,8 @@ config_usage(FILE *fp, const char *prog, const char *synopsis,
 			fprintf(fp, " [%s]", o->env);
 		if (o->def != NULL)
 			fprintf(fp, " (default %s)", o->def);
+		if (o->alias != NULL)
+			fprintf(fp, " (also --%s)", o->alias);
 		fputc('\n', fp);
 	}
 	fprintf(fp, "  -h, --help                 this text\n");
@@ -138,7 +140,7 @@ config_load(const struct config_option *opts, void *target, int argc,
 	const struct config_option *o;
 	struct option *longopts = NULL;
 	char shortopts[128] = ":h", source[80];
-	size_t n = 0, i, s = 2;
+	size_t n = 0, i, k, s = 2;
 	int c, idx, rc = -1;
 	const char *v;
 
@@ -160,20 +162,28 @@ config_load(const struct config_option *opts, void *target, int argc,
 		}
 	}
 
-	longopts = xcalloc(n + 2, sizeof(*longopts));
-	for (i = 0; i < n; i++) {
-		longopts[i].name = opts[i].flag;
-		longopts[i].has_arg = opts[i].type == CONFIG_BOOL ? no_argument :
+	/* Each option, then its alias if any, then --help, then the end. */
+	longopts = xcalloc(2 * n + 2, sizeof(*longopts));
+	for (i = 0, k = 0; i < n; i++) {
+		int has_arg = opts[i].type == CONFIG_BOOL ? no_argument :
 		    required_argument;
-		longopts[i].val = 256 + (int)i;
+
+		longopts[k].name = opts[i].flag;
+		longopts[k].has_arg = has_arg;
+		longopts[k++].val = 256 + (int)i;
+		if (opts[i].alias != NULL) {
+			longopts[k].name = opts[i].alias;
+			longopts[k].has_arg = has_arg;
+			longopts[k++].val = 256 + (int)i;
+		}
 		if (opts[i].short_flag && s + 3 < sizeof(shortopts)) {
 			shortopts[s++] = (char)opts[i].short_flag;
 			if (opts[i].type != CONFIG_BOOL)
 				shortopts[s++] = ':';
 		}
 	}
-	longopts[n].name = "help";
-	longopts[n].val = 'h';
+	longopts[k].name = "help";
+	longopts[k].val = 'h';
 	shortopts[s] = '\0';
 
 	optind = 1;
@@ -202,7 +212,9 @@ config_load(const struct config_option *opts, void *target, int argc,
 		if (i >= n)
 			goto out;
 		o = &opts[i];
-		snprintf(source, sizeof(source), "--%s", o->flag);
+		/* Name the flag as it was typed (the alias, if that). */
+		snprintf(source, sizeof(source), "--%s",
+		    c >= 256 ? longopts[idx].name : o->flag);
 		if (o->type == CONFIG_BOOL)
 			*(int *)(void *)((char *)target + o->offset) = 1;
 		else if (set_value(o, target, optarg, source, err, errlen) == -1)

@@ -28,6 +28,8 @@ struct config_option {
 	long min, max;		/* CONFIG_INT bounds */
 	const char *choices;	/* CONFIG_CHOICE: "smtp|parallel|remote" */
 	size_t offset;		/* offsetof the field in the program's struct */
+	const char *alias;	/* an older spelling of the long flag, still
+				 * accepted (listed in --help), or NULL */
 };
 
 /* A table ends with an entry whose flag is NULL. */

@@ -49,14 +49,15 @@ struct mono_config {
 	const char *log_format;
 };
 
-#define O(f) offsetof(struct mono_config, f)
+/* The offset, then no alias: rows are positional, one line each. */
+#define O(f) offsetof(struct mono_config, f), NULL
 static const struct config_option options[] = {
 	{ "PORT", "port", 'p', CONFIG_INT, "8080", "HTTP port", 1, 65535, NULL, O(port) },
 	{ "BIND", "bind", 0, CONFIG_STRING, NULL, "address to listen on (default: all with API_TOKEN, else 127.0.0.1)", 0, 0, NULL, O(bind) },
 	{ "API_TOKEN", "api-token", 0, CONFIG_STRING, NULL, "bearer token every endpoint but /healthz /readyz /metrics requires", 0, 0, NULL, O(api_token) },
 	{ "HTTP_PER_IP_LIMIT", "per-ip-limit", 0, CONFIG_INT, "1024", "connections from one address at once", 1, 65536, NULL, O(per_ip_limit) },
 	{ "HTTP_REQUEST_DEADLINE_S", "request-deadline", 0, CONFIG_INT, "10", "seconds to send a whole request (headers and body)", 1, 3600, NULL, O(request_deadline_s) },
-	{ "MONO_DATABASE_URL", "database-url", 0, CONFIG_STRING, NULL, "postgresMono conninfo or URI (required)", 0, 0, NULL, O(database_url) },
+	{ "MONO_DATABASE_URL", "mono-database-url", 0, CONFIG_STRING, NULL, "postgresMono conninfo or URI (required)", 0, 0, NULL, offsetof(struct mono_config, database_url), "database-url" },
 	SMTP_CONFIG_OPTIONS(struct mono_config, delivery, ""),
 	{ "MAIL_FROM", "mail-from", 0, CONFIG_STRING, "payroll@example.com", "sender address", 0, 0, NULL, O(mail_from) },
 	{ "MAIL_DOMAIN", "mail-domain", 0, CONFIG_STRING, "example.com", "domain for names and Message-Ids", 0, 0, NULL, O(mail_domain) },
@@ -109,7 +110,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (cfg.database_url == NULL || cfg.database_url[0] == '\0') {
-		fprintf(stderr, "mailer-real: MONO_DATABASE_URL is required\n");
+		fprintf(stderr, "mailer-real: MONO_DATABASE_URL (or --mono-database-url) is required\n");
 		return 2;
 	}
 	if (!legacy_domain_ok(cfg.mail_domain)) {

@@ -57,7 +57,8 @@ static const struct config_option options[] = {
 	{ .env = "SPY_MODE", .flag = "mode", .type = CONFIG_CHOICE, .def = "spy",
 	  .choices = "spy|live", .help = "spy: record only; live: record and send",
 	  .offset = offsetof(struct spy_config, mode) },
-	{ .env = "SPY_TOKEN", .flag = "token", .type = CONFIG_STRING,
+	{ .env = "SPY_TOKEN", .flag = "spy-token", .alias = "token",
+	  .type = CONFIG_STRING,
 	  .help = "require Authorization: Bearer TOKEN (all but /healthz "
 	  "/readyz /metrics; required with SPY_MODE=live)",
 	  .offset = offsetof(struct spy_config, token) },

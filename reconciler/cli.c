@@ -35,10 +35,12 @@ static const char synopsis[] =
     "exit: 0 no new mismatch, 1 new mismatches, 2 usage, 3 database, 4 locked";
 
 static const struct config_option options[] = {
-	{ .env = "MONO_DATABASE_URL", .flag = "mono", .type = CONFIG_STRING,
+	{ .env = "MONO_DATABASE_URL", .flag = "mono-database-url",
+	  .alias = "mono", .type = CONFIG_STRING,
 	  .help = "postgresMono conninfo or URI",
 	  .offset = offsetof(struct cli, mono_url) },
-	{ .env = "MICRO_DATABASE_URL", .flag = "micro", .type = CONFIG_STRING,
+	{ .env = "MICRO_DATABASE_URL", .flag = "micro-database-url",
+	  .alias = "micro", .type = CONFIG_STRING,
 	  .help = "postgresMicro conninfo or URI",
 	  .offset = offsetof(struct cli, micro_url) },
 	{ .env = "RECONCILER_GRACE", .flag = "grace", .type = CONFIG_INT,
@@ -256,20 +258,20 @@ cli_parse(struct cli *c, int argc, char **argv, char *err, size_t errlen)
 	c->format = report_format_parse(c->format_text);
 	if (c->mono_url == NULL) {
 		snprintf(err, errlen, "no postgresMono: set MONO_DATABASE_URL or "
-		    "--mono");
+		    "--mono-database-url");
 		return -1;
 	}
 	if (c->micro_url == NULL && (c->command == CMD_RUN ||
 	    c->command == CMD_ACK || c->command == CMD_PURGE ||
 	    c->command == CMD_SERVE)) {
 		snprintf(err, errlen, "no postgresMicro: set MICRO_DATABASE_URL or "
-		    "--micro");
+		    "--micro-database-url");
 		return -1;
 	}
-	if (check_conninfo(c->mono_url, "mono", "MONO_DATABASE_URL", err,
+	if (check_conninfo(c->mono_url, "mono-database-url", "MONO_DATABASE_URL", err,
 	    errlen) == -1 || ((c->command == CMD_RUN || c->command == CMD_ACK ||
 	    c->command == CMD_PURGE || c->command == CMD_SERVE) &&
-	    check_conninfo(c->micro_url, "micro", "MICRO_DATABASE_URL", err,
+	    check_conninfo(c->micro_url, "micro-database-url", "MICRO_DATABASE_URL", err,
 	    errlen) == -1))
 		return -1;
 	if (c->command == CMD_PURGE && c->older_than == 0) {

@@ -523,7 +523,8 @@ class Safety(unittest.TestCase):
         self.assertIn("postgresMicro unreachable", err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)  # one clear line
         self.assertNotIn("\\x0a", err)
-        rc, out, err = run("run", "--grace", "0", "--mono", closed)
+        # the documented spelling; --mono and --micro above are its aliases
+        rc, out, err = run("run", "--grace", "0", "--mono-database-url", closed)
         self.assertEqual(rc, 3)
         self.assertIn("postgresMono unreachable", err)
         self.assertEqual(q(MONO_URL, "select count(*) from reconciliation_mismatch")[0][0], 0)
@@ -649,7 +650,8 @@ class Usage(unittest.TestCase):
                              # A connection string libpq cannot parse is
                              # configuration (2), not an unreachable server (3);
                              # the message never repeats it (a password).
-                             (["run", "--mono", "bogus=1"], "--mono"),
+                             (["run", "--mono", "bogus=1"], "--mono-database-url"),
+                             (["run", "--micro-database-url", "x=1 y"], "--micro-database-url"),
                              (["run", "--micro", "postgresql://u:s3cret@[::1"], "--micro"),
                              (["ack", "1", "--micro", "host=x bad"], "--micro"),
                              (["report", "--mono", "postgresql://h:notaport/x"], "--mono")):

@@ -26,7 +26,7 @@ static const struct config_option opts[] = {
 	  .min = 1, .max = 65535, .offset = offsetof(struct conf, port) },
 	{ .env = "T_MODE", .flag = "mode", .type = CONFIG_CHOICE, .def = "spy",
 	  .choices = "spy|live", .offset = offsetof(struct conf, mode) },
-	{ .env = "T_URL", .flag = "url", .type = CONFIG_STRING,
+	{ .env = "T_URL", .flag = "url", .alias = "old-url", .type = CONFIG_STRING,
 	  .offset = offsetof(struct conf, url) },
 	{ .env = "T_QUIET", .flag = "quiet", .short_flag = 'q', .type = CONFIG_BOOL,
 	  .def = "false", .offset = offsetof(struct conf, quiet) },
@@ -111,6 +111,25 @@ test_bad_flag_names_flag(void **state)
 	assert_non_null(strstr(err, "--nope"));
 }
 
+/* An older spelling sets the same field; the newer one wins when last. */
+static void
+test_alias_sets_the_same_field(void **state)
+{
+	struct conf c;
+	char err[256] = "";
+	char *argv[] = { "prog", "--old-url", "a", NULL };
+	char *argv2[] = { "prog", "--old-url=a", "--url=b", NULL };
+	char *argv3[] = { "prog", "--old-url", NULL };
+
+	(void)state;
+	assert_int_equal(load(&c, 3, argv, err, sizeof(err)), 0);
+	assert_string_equal(c.url, "a");
+	assert_int_equal(load(&c, 3, argv2, err, sizeof(err)), 0);
+	assert_string_equal(c.url, "b");
+	assert_int_equal(load(&c, 2, argv3, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "--old-url"));
+}
+
 /* Environment-only rows: no flag, the table ends at the NULL env. */
 static const struct config_option env_opts[] = {
 	{ .env = "T_ROWS", .type = CONFIG_INT, .def = "25", .min = 0,
@@ -151,6 +170,7 @@ main(void)
 		cmocka_unit_test(test_env_then_flag),
 		cmocka_unit_test(test_bad_env_names_variable),
 		cmocka_unit_test(test_bad_flag_names_flag),
+		cmocka_unit_test(test_alias_sets_the_same_field),
 		cmocka_unit_test(test_env_only_table),
 	};
 
