@@ -38,6 +38,7 @@ pkg_libs = $(if $(strip $(1)),$(shell pkg-config --libs $(1)))
 common = $(addprefix $(BUILD)/common/,$(addsuffix .o,$(1)))
 
 PROGRAMS :=
+TEST_PROGRAMS :=
 UNIT_TESTS :=
 LINKED :=
 
@@ -81,7 +82,7 @@ endef
 
 .PHONY: all deps test unit asan test-asan valgrind bench bench-scale demo demo-stop install clean \
 	print-linkage
-all: $(PROGRAMS) $(UNIT_TESTS)
+all: $(PROGRAMS) $(TEST_PROGRAMS) $(UNIT_TESTS)
 
 # One line per linked binary: path|objects|pkg-config packages.
 print-linkage:

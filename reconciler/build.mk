@@ -11,6 +11,18 @@ RECONCILER_PKGS := libpq jansson libgit2 libmicrohttpd uuid
 
 $(eval $(call program,reconciler,$(RECONCILER_OBJS),$(RECONCILER_PKGS)))
 
+# The test build: the same program with its crash hook compiled in
+# (RECONCILER_CRASH_AT: _exit at a batch boundary, docs/RECONCILER.md), for
+# the crash tests only. The installed reconciler has no such code.
+RECONCILER_HOOKED := mark knobs
+$(BUILD)/reconciler/hooks/%.o: reconciler/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRECONCILER_TEST_HOOKS -c -o $@ $<
+TEST_PROGRAMS += $(BUILD)/test-bin/reconciler
+$(eval $(call link,$(BUILD)/test-bin/reconciler,$(filter-out \
+	$(addprefix $(BUILD)/reconciler/,$(addsuffix .o,$(RECONCILER_HOOKED))),$(RECONCILER_OBJS)) \
+	$(addprefix $(BUILD)/reconciler/hooks/,$(addsuffix .o,$(RECONCILER_HOOKED))),$(RECONCILER_PKGS)))
+
 $(eval $(call unit_test,test_reconciler_merge,$(addprefix $(BUILD)/reconciler/, \
 	merge.o rules.o shard.o) $(call common,log util strbuf)))
 $(eval $(call unit_test,test_reconciler_rules,$(BUILD)/reconciler/rules.o \

@@ -39,6 +39,7 @@ static const struct config_option options[] = {
 	CONFIG_OPTIONS_END
 };
 
+#ifdef RECONCILER_TEST_HOOKS
 /* RECONCILER_CRASH_AT=B[:S]: batch B >= 0, stage a, b (default) or c. */
 static int
 crash_at(struct knobs *k, char *err, size_t errlen)
@@ -65,6 +66,19 @@ crash_at(struct knobs *k, char *err, size_t errlen)
 		k->crash_stage = end[1];
 	return 0;
 }
+#else
+/* The installed program has no crash hook: RECONCILER_CRASH_AT means
+ * nothing to it. */
+static int
+crash_at(struct knobs *k, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	k->crash_batch = 0;
+	k->crash_stage = 'b';
+	return 0;
+}
+#endif
 
 int
 knobs_load(struct knobs *k, char *err, size_t errlen)

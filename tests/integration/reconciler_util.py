@@ -9,6 +9,10 @@ import subprocess
 from harness import BIN_DIR, MICRO_URL, MONO_URL, db
 
 RECONCILER = os.path.join(BIN_DIR, "reconciler")
+# The same program with its crash hook (RECONCILER_CRASH_AT) compiled in:
+# reconciler/build.mk; the installed one has none.
+HOOKED_RECONCILER = os.path.join(os.environ.get("BUILD_DIR", os.path.join(os.path.dirname(BIN_DIR))),
+                                 "test-bin", "reconciler")
 LOCK_CLASS = 0x52454331
 
 
@@ -65,12 +69,13 @@ def bulk(url, table, pid, n, prefix="p", start=1, body_sql=None, where=None, age
         conn.close()
 
 
-def run(*args, env=None, timeout=300):
+def run(*args, env=None, timeout=300, hooks=False):
+    """Runs the reconciler (hooks: the test build, with RECONCILER_CRASH_AT)."""
     e = dict(os.environ)
     e.update({"MONO_DATABASE_URL": MONO_URL, "MICRO_DATABASE_URL": MICRO_URL})
     e.update(env or {})
-    p = subprocess.run([RECONCILER] + list(args), env=e, capture_output=True,
-                       timeout=timeout)
+    p = subprocess.run([HOOKED_RECONCILER if hooks else RECONCILER] + list(args), env=e,
+                       capture_output=True, timeout=timeout)
     # Decoded without newline translation: CSV and bodies keep their CRLF.
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 

@@ -669,9 +669,13 @@ class Usage(unittest.TestCase):
                             ("RECONCILER_OVERLAP", "maybe"),
                             ("RECONCILER_CRASH_AT", "3:x"),
                             ("RECONCILER_CRASH_AT", "b")):
-            rc, out, err = run("run", env={name: value})
+            rc, out, err = run("run", env={name: value}, hooks=name == "RECONCILER_CRASH_AT")
             self.assertEqual(rc, 2, (name, value, err))
             self.assertIn(name, err)
+        # The crash hook is in the test build only: the installed program
+        # neither checks nor obeys RECONCILER_CRASH_AT.
+        rc, out, err = run("run", "--grace", "0", env={"RECONCILER_CRASH_AT": "b"})
+        self.assertIn(rc, (0, 1), err)
         rc, out, err = run("--help")
         self.assertEqual(rc, 0)
         self.assertIn("--shard", out)

@@ -98,7 +98,8 @@ class CrashTest(unittest.TestCase):
                 build()
                 rc, out, err = run("run", "--grace", "0", "--quiet",
                                    env={"RECONCILER_BATCH_ROWS": BATCH,
-                                        "RECONCILER_CRASH_AT": f"{batch}:{stage}"})
+                                        "RECONCILER_CRASH_AT": f"{batch}:{stage}"},
+                                   hooks=True)
                 self.assertEqual(rc, 99, f"the hook did not fire: {rc} {err}")
                 finish()
                 self.check_same(f"exit at batch {batch}{stage}")
@@ -129,7 +130,7 @@ class CrashTest(unittest.TestCase):
                            env={"RECONCILER_BATCH_ROWS": BATCH,
                                 "RECONCILER_OVERLAP": "1",
                                 "RECONCILER_SPILL_ALL": "1",
-                                "RECONCILER_CRASH_AT": "6:b"})
+                                "RECONCILER_CRASH_AT": "6:b"}, hooks=True)
         self.assertEqual(rc, 99, f"the hook did not fire: {rc} {err}")
         finish()
         self.check_same("exit at batch 6b, overlapped, every batch spilled")
