@@ -36,6 +36,7 @@
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
+#include "strbuf.h"
 #include "util.h"
 
 struct header {
@@ -51,8 +52,7 @@ struct http_request {
 	char *method;
 	char *path;
 	const char *tail;
-	char *body;
-	size_t body_len;
+	struct strbuf body;	/* bounded by max_body */
 	int too_big;
 	/* decided on the first call, answered after the body is drained */
 	unsigned early_status;
@@ -305,7 +305,7 @@ request_free(struct http_request *req)
 	pthread_mutex_destroy(&req->lock);
 	free(req->method);
 	free(req->path);
-	free(req->body);
+	strbuf_free(&req->body);
 	free(req->ctype);
 	free(req->rbody);
 	free(req);
@@ -638,16 +638,11 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		size_t n = *upload_data_size;
 
 		if (!req->too_big && req->early_status == 0) {
-			if (n > max || req->body_len > max - n) {
+			if (n > max || req->body.len > max - n) {
 				req->too_big = 1;
-				free(req->body);
-				req->body = NULL;
-				req->body_len = 0;
+				strbuf_free(&req->body);
 			} else {
-				req->body = xrealloc(req->body, req->body_len + n + 1);
-				memcpy(req->body + req->body_len, upload_data, n);
-				req->body_len += n;
-				req->body[req->body_len] = '\0';
+				strbuf_add(&req->body, upload_data, n);
 			}
 		}
 		*upload_data_size = 0;
@@ -963,8 +958,8 @@ const char *
 http_request_body(const struct http_request *req, size_t *len)
 {
 	if (len != NULL)
-		*len = req->body_len;
-	return req->body ? req->body : "";
+		*len = req->body.len;
+	return req->body.p ? req->body.p : "";
 }
 
 const char *

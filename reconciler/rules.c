@@ -277,9 +277,10 @@ struct rules *
 rules_load(const char *path, char *err, size_t errlen)
 {
 	struct rules *rs = NULL;
+	struct strbuf text = STRBUF_INIT;
+	char chunk[8192];
 	FILE *fp;
-	char *text = NULL;
-	size_t len = 0, cap = 0, n;
+	size_t n;
 
 	if (path == NULL)
 		return xcalloc(1, sizeof(struct rules));
@@ -287,34 +288,27 @@ rules_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "--rules: %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	for (;;) {
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 8192;
-			if (cap > (1u << 20)) {
-				snprintf(err, errlen, "--rules: %s: larger than 1 MiB",
-				    path);
-				goto out;
-			}
-			text = xrealloc(text, cap);
+	strbuf_add(&text, "", 0);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		if (text.len + n > (1u << 20)) {
+			snprintf(err, errlen, "--rules: %s: larger than 1 MiB",
+			    path);
+			goto out;
 		}
-		n = fread(text + len, 1, cap - len - 1, fp);
-		len += n;
-		if (n == 0)
-			break;
+		strbuf_add(&text, chunk, n);
 	}
 	if (ferror(fp)) {
 		snprintf(err, errlen, "--rules: %s: read error", path);
 		goto out;
 	}
-	text[len] = '\0';
-	if (strlen(text) != len) {
+	if (strlen(text.p) != text.len) {
 		snprintf(err, errlen, "--rules: %s: contains a NUL byte", path);
 		goto out;
 	}
-	rs = rules_parse(text, path, err, errlen);
+	rs = rules_parse(text.p, path, err, errlen);
 out:
 	fclose(fp);
-	free(text);
+	strbuf_free(&text);
 	return rs;
 }
 
