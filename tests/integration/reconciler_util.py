@@ -11,7 +11,7 @@ from harness import BIN_DIR, MICRO_URL, MONO_URL, db
 RECONCILER = os.path.join(BIN_DIR, "reconciler")
 # The same program with its crash hook (RECONCILER_CRASH_AT) compiled in:
 # reconciler/build.mk; the installed one has none.
-HOOKED_RECONCILER = os.path.join(os.environ.get("BUILD_DIR", os.path.join(os.path.dirname(BIN_DIR))),
+HOOKED_RECONCILER = os.path.join(os.environ.get("BUILD_DIR", os.path.dirname(BIN_DIR)),
                                  "test-bin", "reconciler")
 LOCK_CLASS = 0x52454331
 
