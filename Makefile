@@ -16,6 +16,10 @@
 # Each program lists its objects in its own build.mk; this file holds the
 # flags and the rules they share.
 
+# `make` alone builds everything: the per-program rules below come first
+# in the file, and would otherwise be the default goal.
+.DEFAULT_GOAL := all
+
 BUILD    ?= build
 BIN       = $(BUILD)/bin
 CC       ?= cc

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-from harness import TOP, free_port, request
+from harness import TOP, StubHTTPServer, free_port, request
 
 NGINX = "/usr/sbin/nginx"
 CANARY = os.path.join(TOP, "scripts", "canary")
@@ -155,7 +155,7 @@ class TinyBackend:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = StubHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -174,7 +174,7 @@ class SlowHTTP:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        self.server = harness.StubHTTPServer(("127.0.0.1", self.port), H)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

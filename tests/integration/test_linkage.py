@@ -122,6 +122,15 @@ class LinkageTest(unittest.TestCase):
                      "tests/test_config"):
             self.assertIn(want, names)
 
+    def test_plain_make_builds_every_program(self):
+        """`make` with no goal builds all, as its header says (the first
+        rule in the file is a program's link rule otherwise)."""
+        out = subprocess.run(
+            ["make", "-n", "--no-print-directory", "-C", TOP, "BUILD=build/never-built"],
+            check=True, capture_output=True, text=True).stdout
+        for prog in ("mailer-real", "mailer-spy", "reconciler"):
+            self.assertIn(f"-o build/never-built/bin/{prog} ", out)
+
     def test_needed_libraries_are_the_declared_ones(self):
         for path, _objs, pkgs in self.built():
             with self.subTest(binary=os.path.relpath(path, TOP)):
