@@ -40,11 +40,11 @@ _port_next = [None]
 
 
 class StubHTTPServer(http.server.ThreadingHTTPServer):
-    """The tests' stand-in HTTP servers. socketserver's listen backlog is
-    5: a mailer-real dispatching 20 requests at once to a stub the loaded
-    machine does not accept from quickly enough overflows it, the kernel
-    drops the handshakes, and the client's 2 s timeout ends requests that
-    never arrived (seen as a flaky count of requests in CI)."""
+    """The tests' stand-in HTTP servers (threads are daemons). socketserver's
+    listen backlog is 5: a mailer-real dispatching 20 requests at once to a
+    stub the loaded machine does not accept from quickly enough overflows
+    it, the kernel drops the handshakes, and the client's timeout ends
+    requests that never arrived (seen as a flaky count of requests in CI)."""
     request_queue_size = 1024
     daemon_threads = True
 

@@ -175,7 +175,6 @@ class SlowHTTP:
                 pass
 
         self.server = harness.StubHTTPServer(("127.0.0.1", self.port), H)
-        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
