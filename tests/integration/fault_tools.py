@@ -67,12 +67,14 @@ class ScratchDbs:
     @staticmethod
     def clone(url, src, dst):
         """CREATE DATABASE dst TEMPLATE src (src must have no connections)."""
+        harness.release(src)
         harness.execute(admin(url), f'drop database if exists "{dst}" with (force)')
         harness.execute(admin(url), f'create database "{dst}" template "{src}"')
         return with_db(url, dst)
 
     def close(self):
         for url, name in ((harness.MONO_URL, self.mono_name), (harness.MICRO_URL, self.micro_name)):
+            harness.release(name)
             try:
                 harness.execute(admin(url), f'drop database if exists "{name}" with (force)')
             except Exception:

@@ -10,9 +10,11 @@ import http.client
 import http.server
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import psycopg2
@@ -74,23 +76,74 @@ def db(url):
     return conn
 
 
+# query() and execute() keep one autocommit connection per URL for the main
+# thread: a test polls row counts thousands of times, and a new PostgreSQL
+# session per poll (a backend forked, its caches loaded) cost 30-40 ms of
+# the two cores, most of some tests' time. Other threads (tests hold locks
+# in one thread and query in another) get a session per call, as before.
+_pool = {}
+
+
+def _reusable(conn):
+    """An idle session has nothing to read: a readable socket means the
+    server ended it (terminated, restarted, database dropped) or sent
+    something unasked; either way a new one is made."""
+    if conn.closed or conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        return False
+    try:
+        return not select.select([conn.fileno()], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+def _session(url):
+    """(connection, pooled): the main thread's session for url."""
+    if threading.current_thread() is not threading.main_thread():
+        return db(url), False
+    key = (os.getpid(), url)
+    conn = _pool.pop(key, None)
+    if conn is not None and not _reusable(conn):
+        conn.close()
+        conn = None
+    if conn is None:
+        conn = db(url)
+    return conn, key
+
+
+def _done(conn, key, ok):
+    """Back to the pool when the statement went through; closed otherwise
+    (a broken session is not handed out again)."""
+    if key and ok and not conn.closed:
+        old = _pool.pop(key, None)
+        if old is not None and old is not conn:
+            old.close()
+        _pool[key] = conn
+    else:
+        conn.close()
+
+
+def release(dbname):
+    """Closes the pooled sessions on database dbname (CREATE DATABASE ...
+    TEMPLATE needs a source nobody is connected to)."""
+    for key in [k for k, c in _pool.items() if c.closed or c.info.dbname == dbname]:
+        _pool.pop(key).close()
+
+
 def query(url, sql, args=()):
-    conn = db(url)
+    conn, key = _session(url)
+    ok = False
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
-            return cur.fetchall() if cur.description else None
+            rows = cur.fetchall() if cur.description else None
+        ok = True
+        return rows
     finally:
-        conn.close()
+        _done(conn, key, ok)
 
 
 def execute(url, sql, args=()):
-    conn = db(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-    finally:
-        conn.close()
+    query(url, sql, args)
 
 
 def request(port, method, path, body=None, headers=None, timeout=10, raw=None):

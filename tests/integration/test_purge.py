@@ -215,7 +215,7 @@ class Purge(unittest.TestCase):
                                         (block_id - 2 * 5000,))[0][0]
             self.assertEqual(left_before, 0)
             # The table is open to writers meanwhile.
-            harness.execute(self.mono, """set lock_timeout = '2s';
+            harness.execute(self.mono, """set local lock_timeout = '2s';
                 insert into sent_mail (correlation_id, payroll_id, destination, subject, body)
                 values (gen_random_uuid(), (select min(id) from payroll), 'w@example.com', 's', 'b');
                 update sent_mail set attempts = attempts + 1 where id = %s""", (first + 19,))
