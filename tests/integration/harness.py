@@ -82,6 +82,7 @@ def db(url):
 # the two cores, most of some tests' time. Other threads (tests hold locks
 # in one thread and query in another) get a session per call, as before.
 _pool = {}
+_pool_lock = threading.Lock()    # release() may run in another thread
 
 
 def _reusable(conn):
@@ -101,7 +102,8 @@ def _session(url):
     if threading.current_thread() is not threading.main_thread():
         return db(url), False
     key = (os.getpid(), url)
-    conn = _pool.pop(key, None)
+    with _pool_lock:
+        conn = _pool.pop(key, None)
     if conn is not None and not _reusable(conn):
         conn.close()
         conn = None
@@ -114,10 +116,11 @@ def _done(conn, key, ok):
     """Back to the pool when the statement went through; closed otherwise
     (a broken session is not handed out again)."""
     if key and ok and not conn.closed:
-        old = _pool.pop(key, None)
+        with _pool_lock:
+            old = _pool.pop(key, None)
+            _pool[key] = conn
         if old is not None and old is not conn:
             old.close()
-        _pool[key] = conn
     else:
         conn.close()
 
@@ -125,8 +128,11 @@ def _done(conn, key, ok):
 def release(dbname):
     """Closes the pooled sessions on database dbname (CREATE DATABASE ...
     TEMPLATE needs a source nobody is connected to)."""
-    for key in [k for k, c in _pool.items() if c.closed or c.info.dbname == dbname]:
-        _pool.pop(key).close()
+    with _pool_lock:
+        gone = [_pool.pop(k) for k, c in list(_pool.items())
+                if c.closed or c.info.dbname == dbname]
+    for c in gone:
+        c.close()
 
 
 def query(url, sql, args=()):

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 
+import harness
 from harness import BIN_DIR, MICRO_URL, MONO_URL, db
 
 RECONCILER = os.path.join(BIN_DIR, "reconciler")
@@ -116,13 +117,8 @@ def report_json(run_id=None):
 
 
 def q(url, sql, args=None):
-    conn = db(url)
-    try:
-        with conn.cursor() as c:
-            c.execute(sql, args)
-            return c.fetchall() if c.description else None
-    finally:
-        conn.close()
+    """One statement on harness's pooled session (args None: no % formatting)."""
+    return harness.query(url, sql, args)
 
 
 def consumed(url, table):

@@ -1,7 +1,7 @@
 """The reconciler's verdict converges after any interruption, and no run
 depends on planner statistics (issue 12).
 
-Convergence. One data set of about 25,000 rows per side (CONVERGE_IDS;
+Convergence. One data set of about 13,000 rows per side (CONVERGE_IDS;
 110000 gives the issue's 100,000) (three quarters
 matching pairs; content mismatches, rows missing on either side, open
 "missing" mismatches whose partners arrived late, equal or different, and
@@ -58,7 +58,7 @@ LOCK_CLASS = 0x52454331   # the run lock's first key (reconciler/shard.h)
 # CONVERGE_IDS=110000 gives the issue's 100,000 rows per side; the default
 # keeps every phase (streams, spill, lookups, inserts, marks over several
 # batches) and makes a round a few seconds.
-N_IDS = int(os.environ.get("CONVERGE_IDS", "26000"))
+N_IDS = int(os.environ.get("CONVERGE_IDS", "13000"))
 # After the interrupted process is gone, the next run starts this much later
 # and must get the lock (the issue's "a couple of seconds").
 NEXT_RUN_AFTER_S = 2.0
@@ -265,6 +265,7 @@ class Converge(unittest.TestCase):
     @classmethod
     def drop(cls, tag):
         for url, src in ((harness.MONO_URL, cls.tpl.mono_name), (harness.MICRO_URL, cls.tpl.micro_name)):
+            harness.release(f"{src}_{tag}")
             harness.execute(admin(url), f'drop database if exists "{src}_{tag}" with (force)')
         if tag in cls.copies:
             cls.copies.remove(tag)
@@ -362,7 +363,7 @@ class ConvergeKilled(Converge):
         hit = 0
         for k, (tag, (mono, micro)) in zip(self.ROUNDS,
                                           self.prefetched(f"k{k}" for k in self.ROUNDS)):
-            extra = {"RECONCILER_BATCH_ROWS": "4000"} if k % 3 == 2 else None
+            extra = {"RECONCILER_BATCH_ROWS": "2000"} if k % 3 == 2 else None
             kills = 1 + (k % 4 == 3) * rng.randint(1, 2)
             with self.subTest(round=k):
                 stale = k % 2 == 1
