@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import harness
-from harness import BIN_DIR, MICRO_URL, MONO_URL, db
+from harness import BIN_DIR, MICRO_URL, MONO_URL
 
 RECONCILER = os.path.join(BIN_DIR, "reconciler")
 # The same program with its crash hook (RECONCILER_CRASH_AT) compiled in:
@@ -19,36 +19,23 @@ LOCK_CLASS = 0x52454331
 
 def reset():
     """Empties the tables the reconciler reads and writes; returns a payroll id."""
-    m = db(MONO_URL)
-    x = db(MICRO_URL)
-    try:
-        with m.cursor() as c:
-            c.execute("truncate sent_mail, reconciliation_mismatch, reconciliation_run")
-            # Through the identity, never "overriding system value": an id
-            # chosen here would leave the sequence behind and make the next
-            # POST /payroll in this database fail on a duplicate key.
-            c.execute("insert into payroll (ship_to, total) values ('t', 1) returning id")
-            pid = c.fetchone()[0]
-        with x.cursor() as c:
-            c.execute("truncate spied_mail")
-        return pid
-    finally:
-        m.close()
-        x.close()
+    harness.execute(MONO_URL, "truncate sent_mail, reconciliation_mismatch, reconciliation_run")
+    # Through the identity, never "overriding system value": an id chosen
+    # here would leave the sequence behind and make the next POST /payroll
+    # in this database fail on a duplicate key.
+    pid = harness.query(MONO_URL, "insert into payroll (ship_to, total) values ('t', 1)"
+                                  " returning id")[0][0]
+    harness.execute(MICRO_URL, "truncate spied_mail")
+    return pid
 
 
 def insert(url, table, rows, pid, age=3600):
     """rows: (correlation_id, destination, subject, body); created age seconds ago."""
-    conn = db(url)
-    try:
-        with conn.cursor() as c:
-            for cid, d, s, b in rows:
-                c.execute(f"insert into {table} (correlation_id, payroll_id, destination,"
-                          " subject, body, created_at) values (%s, %s, %s, %s, %s,"
-                          " now() - make_interval(secs => %s))",
-                          (str(cid), pid, d, s, b, age))
-    finally:
-        conn.close()
+    for cid, d, s, b in rows:
+        harness.execute(url, f"insert into {table} (correlation_id, payroll_id, destination,"
+                             " subject, body, created_at) values (%s, %s, %s, %s, %s,"
+                             " now() - make_interval(secs => %s))",
+                        (str(cid), pid, d, s, b, age))
 
 
 def bulk(url, table, pid, n, prefix="p", start=1, body_sql=None, where=None, age=3600):
@@ -58,16 +45,11 @@ def bulk(url, table, pid, n, prefix="p", start=1, body_sql=None, where=None, age
     cond = f"where {where}" if where else ""
     body = body.replace("%", "%%")
     cond = cond.replace("%", "%%")
-    conn = db(url)
-    try:
-        with conn.cursor() as c:
-            c.execute(f"insert into {table} (correlation_id, payroll_id, destination, subject,"
-                      f" body, created_at) select md5(%s || i)::uuid, %s, 'u' || i || '@example.com',"
-                      f" 'Payroll ' || i || ' shipped', {body}, now() - make_interval(secs => %s)"
-                      f" from generate_series(%s, %s) i {cond}",
-                      (prefix, pid, age, start, start + n - 1))
-    finally:
-        conn.close()
+    harness.execute(url, f"insert into {table} (correlation_id, payroll_id, destination, subject,"
+                         f" body, created_at) select md5(%s || i)::uuid, %s, 'u' || i || '@example.com',"
+                         f" 'Payroll ' || i || ' shipped', {body}, now() - make_interval(secs => %s)"
+                         f" from generate_series(%s, %s) i {cond}",
+                    (prefix, pid, age, start, start + n - 1))
 
 
 def run(*args, env=None, timeout=300, hooks=False):
