@@ -128,14 +128,14 @@ class MailerFaults(unittest.TestCase):
 
     def test_smtp_slow(self):
         # A session of DELIVERY_BATCH mails at 4 slow replies each takes
-        # about 16 s; its rows stay claimed (advisory locks) the whole time
+        # about 8 s; its rows stay claimed (advisory locks) the whole time
         # while each outcome commits, so no other worker takes them
         # mid-session and sends them twice (check_mail allows no duplicate).
-        st = self.start_stack(smtp_opts={"delay": 0.2})
+        st = self.start_stack(smtp_opts={"delay": 0.1})
         load = Load(st.real.port, rate=20).start()
         self.since(load, 60)
         load.stop()
-        led = Ledger(self, "SMTP server answering slowly (0.2 s a reply)", st.dbs.mono, st.smtp)
+        led = Ledger(self, "SMTP server answering slowly (0.1 s a reply)", st.dbs.mono, st.smtp)
         led.check_rows(load)
         self.assertEqual(load.by_status(), {201: len(load.results)})
         led.wait_delivered(timeout=120)
