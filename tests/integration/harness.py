@@ -98,7 +98,8 @@ def _reusable(conn):
 
 
 def _session(url):
-    """(connection, pooled): the main thread's session for url."""
+    """(connection, its pool key or False): the main thread's pooled
+    session for url, a new one elsewhere."""
     if threading.current_thread() is not threading.main_thread():
         return db(url), False
     key = (os.getpid(), url)
