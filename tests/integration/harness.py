@@ -117,11 +117,8 @@ def _done(conn, key, ok):
     """Back to the pool when the statement went through; closed otherwise
     (a broken session is not handed out again)."""
     if key and ok and not conn.closed:
-        with _pool_lock:
-            old = _pool.pop(key, None)
+        with _pool_lock:        # _session took it out: nothing else is there
             _pool[key] = conn
-        if old is not None and old is not conn:
-            old.close()
     else:
         conn.close()
 
