@@ -101,12 +101,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The build before the tests uses every core unless make was given -j.
+BUILD_JOBS = $(if $(filter -j% --jobserver%,$(MAKEFLAGS)),,-j$(shell nproc))
+
 test: deps
-	$(MAKE) all
+	$(MAKE) $(BUILD_JOBS) all
 	/usr/bin/python3 tests/run --bin $(BIN) --build $(BUILD)
 
 unit: deps
-	$(MAKE) all
+	$(MAKE) $(BUILD_JOBS) all
 	/usr/bin/python3 tests/run --bin $(BIN) --build $(BUILD) --unit-only
 
 asan:

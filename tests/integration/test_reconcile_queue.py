@@ -342,6 +342,17 @@ class SpyQueuesWhatItRecords(unittest.TestCase):
 
 
 class ConsumesStayOnTheirPage(unittest.TestCase):
+    # A consume stays on its packed page only if the page can be pruned of
+    # the versions earlier batches left, and on-access pruning gives up on
+    # any version newer than the oldest transaction id still running in the
+    # whole cluster, whichever database that transaction is in (PostgreSQL's
+    # GlobalVisState: "definitely needed" is the snapshot's xmin, taken
+    # cluster-wide). Another class's bulk INSERT or CREATE DATABASE in
+    # another slot made 0 of 6,000 consumes HOT here; one session holding
+    # `select txid_current()` open in the postgres database does the same
+    # every time. So this class runs with nothing beside it.
+    runs_alone = True
+
     def test_a_run_consumes_mostly_in_place(self):
         """Most consumes of a run are HOT updates (no new index entries).
         With an index on consumed_at, or a read snapshot held through the
