@@ -1,7 +1,7 @@
 # reconciler: the batch job comparing postgresMono with postgresMicro.
 RECONCILER_OBJS := $(addprefix $(BUILD)/reconciler/,main.o batch.o cli.o \
 	cmd.o cmd_ack.o cmd_clusters.o cmd_mismatches.o cmd_report.o cmd_rule.o \
-	copy_stream.o escape.o knobs.o mark.o merge.o pg.o purge.o report.o report_csv.o \
+	copy_stream.o escape.o knobs.o mark.o merge.o pageorder.o pg.o purge.o report.o report_csv.o \
 	report_html.o report_json.o report_text.o result.o rules.o run.o runstore.o \
 	shard.o spill.o spool.o cluster.o clusterstore.o \
 	report_clusters.o serve.o serve_api.o serve_pages.o) \
@@ -25,6 +25,8 @@ $(eval $(call link,$(BUILD)/test-bin/reconciler,$(filter-out \
 
 $(eval $(call unit_test,test_reconciler_merge,$(addprefix $(BUILD)/reconciler/, \
 	merge.o rules.o shard.o) $(call common,log util strbuf)))
+$(eval $(call unit_test,test_pageorder,$(addprefix $(BUILD)/reconciler/, \
+	pageorder.o spill.o batch.o) $(call common,log util strbuf)))
 $(eval $(call unit_test,test_reconciler_rules,$(BUILD)/reconciler/rules.o \
 	$(call common,log util strbuf)))
 $(eval $(call unit_test,test_reconciler_report,$(addprefix $(BUILD)/reconciler/, \

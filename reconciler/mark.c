@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "reconciler/batch.h"
+#include "reconciler/pageorder.h"
 #include "reconciler/pg.h"
 #include "reconciler/spill.h"
 #include "reconciler/spool.h"
@@ -63,7 +64,7 @@ struct mark {
 	int overlap;		/* writers start before the reads end */
 	int closing;		/* the merge is done: no more batches */
 	int discard;		/* the run failed: write nothing more */
-	int mono_done;		/* the mono writer has finished */
+	int mono_done;		/* the mono writer has written every batch */
 	int failed;
 	long seq;
 	char err[512];		/* the first failure */
@@ -74,6 +75,11 @@ struct mark {
 	/* Parameter buffers: a_ids_micro is the micro writer's, the rest the
 	 * mono writer's. */
 	struct pg_array a_ids, a_ids_micro, a_kind, a_fields, a_vals[6], a_i64;
+	/* The plain matched pairs (no mismatch to resolve): not in the
+	 * batches, consumed in each table's page order once the merge is
+	 * done (pages_phase); [0] mono, [1] micro. */
+	struct pageorder *pages[2];
+	unsigned char (*page_ids[2])[16];
 };
 
 static void
@@ -276,24 +282,17 @@ exec_params(struct mark *m, PGconn *conn, const char *sql, int n,
 	return 0;
 }
 
+/* Consumes the rows whose ids are in the writer's array (a_ids for mono,
+ * a_ids_micro for micro). */
 static int
-consume(struct mark *m, PGconn *conn, const char *table,
-    const struct batch *b, int mono, const char *what)
+consume_ids(struct mark *m, PGconn *conn, const char *table, int mono,
+    const char *what)
 {
 	struct pg_array *a = mono ? &m->a_ids : &m->a_ids_micro;
 	char run[24], *sql;
 	const char *vals[2];
 	int lens[2] = { 0, 0 }, fmts[2] = { 0, 1 }, rc;
-	const struct idvec *heal = mono ? &b->heal_mono : &b->heal_micro;
-	size_t i;
 
-	if (b->both.n == 0 && heal->n == 0)
-		return 0;
-	pg_array_reset(a);
-	for (i = 0; i < b->both.n; i++)
-		pg_array_add(a, b->both.v[i], 16);
-	for (i = 0; i < heal->n; i++)
-		pg_array_add(a, heal->v[i], 16);
 	snprintf(run, sizeof(run), "%lld", (long long)m->cfg.run_id);
 	vals[0] = run;
 	vals[1] = pg_array_value(a, &lens[1]);
@@ -314,6 +313,24 @@ consume(struct mark *m, PGconn *conn, const char *table,
 	    what, NULL);
 	free(sql);
 	return rc;
+}
+
+static int
+consume(struct mark *m, PGconn *conn, const char *table,
+    const struct batch *b, int mono, const char *what)
+{
+	struct pg_array *a = mono ? &m->a_ids : &m->a_ids_micro;
+	const struct idvec *heal = mono ? &b->heal_mono : &b->heal_micro;
+	size_t i;
+
+	if (b->both.n == 0 && heal->n == 0)
+		return 0;
+	pg_array_reset(a);
+	for (i = 0; i < b->both.n; i++)
+		pg_array_add(a, b->both.v[i], 16);
+	for (i = 0; i < heal->n; i++)
+		pg_array_add(a, heal->v[i], 16);
+	return consume_ids(m, conn, table, mono, what);
 }
 
 static int
@@ -465,6 +482,83 @@ write_micro(struct mark *m, struct batch *b)
 	return 0;
 }
 
+/*
+ * One side's plain matched pairs, in its table's page order (pageorder.h
+ * says why), a batch per statement (autocommit). The two sides run at
+ * once, each on its own server: a pair consumed on one side only when a
+ * run dies is healed by the next run's lookups, whichever side it is. The
+ * batches are numbered on from the merge's for the crash hook: stages a
+ * and b around each mono batch, c after each micro one.
+ */
+static int
+pages_phase(struct mark *m, int mono)
+{
+	struct pageorder *po = m->pages[mono ? 0 : 1];
+	struct pg_array *a = mono ? &m->a_ids : &m->a_ids_micro;
+	PGconn *conn = mono ? m->cfg.mono : m->cfg.micro;
+	const char *table = mono ? "sent_mail" : "spied_mail";
+	const char *what = mono ? "consuming rows in postgresMono" :
+	    "consuming rows in postgresMicro";
+	unsigned char (*ids)[16];
+	char err[512];
+	uint64_t t0 = now_ns();
+	long seq, nb = 0;
+	size_t n, i;
+	int got, stop, rc = -1;
+
+	if (pageorder_count(po) == 0)
+		return 0;
+	if (m->page_ids[mono ? 0 : 1] == NULL)
+		m->page_ids[mono ? 0 : 1] = xmalloc(m->cfg.batch_rows * 16);
+	ids = m->page_ids[mono ? 0 : 1];
+	pthread_mutex_lock(&m->mu);
+	seq = m->seq;
+	pthread_mutex_unlock(&m->mu);
+	/* A commit here need not wait for the disk: a batch a server crash
+	 * undoes is only rows left unconsumed, which the next run matches
+	 * and consumes again. The mismatches and the run's row are written
+	 * by other statements, durably. */
+	if (pg_command(conn, "set synchronous_commit = off", what, err,
+	    sizeof(err)) == -1)
+		return fail(m, !mono, err);
+	for (;;) {
+		pthread_mutex_lock(&m->mu);
+		stop = m->failed || m->discard;
+		pthread_mutex_unlock(&m->mu);
+		if (stop)
+			break;
+		if ((got = pageorder_next(po, ids, m->cfg.batch_rows, &n, err,
+		    sizeof(err))) == 0)
+			break;
+		if (got == -1 || (m->cfg.check != NULL &&
+		    m->cfg.check(m->cfg.check_ctx, err, sizeof(err)) == -1)) {
+			fail(m, !mono, err);
+			goto out;
+		}
+		seq++;
+		nb++;
+		if (mono)
+			crash_point(m, seq, 'a');
+		pg_array_reset(a);
+		for (i = 0; i < n; i++)
+			pg_array_add(a, ids[i], 16);
+		if (consume_ids(m, conn, table, mono, what) == -1)
+			goto out;
+		crash_point(m, seq, mono ? 'b' : 'c');
+	}
+	if (!stop)
+		log_info("%s: %lld matched rows consumed in page order, %ld "
+		    "batches, %.2fs", table, pageorder_count(po), nb,
+		    (double)(now_ns() - t0) / 1e9);
+	rc = 0;
+out:
+	/* The session goes on writing (the run's row): durably again. */
+	if (pg_command(conn, "reset synchronous_commit", what, err,
+	    sizeof(err)) == -1 && rc == 0)
+		rc = fail(m, !mono, err);
+	return rc;
+}
+
 /* Queues between the merge and the two writer threads; all under m->mu. */
 static void
 q_push(struct bqueue *q, struct batch *b)
@@ -596,6 +690,8 @@ mono_writer(void *arg)
 	m->mono_done = 1;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
+	if (!m->cfg.dry_run && pages_phase(m, 1) == -1)
+		set_failed(m, m->err_mono);
 	return NULL;
 }
 
@@ -612,6 +708,8 @@ micro_writer(void *arg)
 			set_failed(m, m->err_micro);
 		recycle(m, b);
 	}
+	if (!m->cfg.dry_run && pages_phase(m, 0) == -1)
+		set_failed(m, m->err_micro);
 	return NULL;
 }
 
@@ -633,6 +731,8 @@ mark_start(const struct mark_config *cfg)
 	for (i = 0; i < 6; i++)
 		pg_array_init(&m->a_vals[i], PG_OID_TEXT);
 	spill_init(&m->spill);
+	m->pages[0] = pageorder_new();
+	m->pages[1] = pageorder_new();
 	m->spill_all = cfg->spill_all;
 	m->overlap = cfg->overlap;
 	pthread_mutex_init(&m->mu, NULL);
@@ -716,12 +816,27 @@ maybe_submit(struct mark *m)
 }
 
 int
-mark_match(struct mark *m, const unsigned char cid[16], int64_t resolve_id)
+mark_match(struct mark *m, const struct merge_row *mono,
+    const struct merge_row *micro, int64_t resolve_id)
 {
-	memcpy(*BATCH_PUSH(m->cur->both), cid, 16);
-	if (resolve_id != 0)
-		*BATCH_PUSH(m->cur->resolve) = resolve_id;
-	return maybe_submit(m);
+	char err[512];
+
+	if (resolve_id != 0 || m->cfg.dry_run) {
+		/* Its mismatch is resolved in the same mono transaction as
+		 * the consume: a batch's. */
+		memcpy(*BATCH_PUSH(m->cur->both), mono->cid, 16);
+		if (resolve_id != 0)
+			*BATCH_PUSH(m->cur->resolve) = resolve_id;
+		return maybe_submit(m);
+	}
+	if (pageorder_add(m->pages[0], mono->cid, mono->blk, mono->off, err,
+	    sizeof(err)) == -1 ||
+	    pageorder_add(m->pages[1], micro->cid, micro->blk, micro->off, err,
+	    sizeof(err)) == -1) {
+		set_failed(m, err);
+		return -1;
+	}
+	return 0;
 }
 
 static size_t
@@ -801,6 +916,10 @@ mark_finish(struct mark *m, int flush, struct run_counts *c, uint64_t *hits,
 	for (k = 0; k < 6; k++)
 		pg_array_free(&m->a_vals[k]);
 	spill_close(&m->spill);
+	for (k = 0; k < 2; k++) {
+		pageorder_free(m->pages[k]);
+		free(m->page_ids[k]);
+	}
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m->hits);

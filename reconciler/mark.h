@@ -54,7 +54,8 @@ struct mark;
 struct mark *mark_start(const struct mark_config *cfg);
 
 /* Each returns 0, or -1 once the writer has failed (see mark_finish). */
-int mark_match(struct mark *m, const unsigned char cid[16], int64_t resolve_id);
+int mark_match(struct mark *m, const struct merge_row *mono,
+    const struct merge_row *micro, int64_t resolve_id);
 int mark_mismatch(struct mark *m, enum mismatch_kind kind, unsigned fields,
     const struct merge_row *mono, const struct merge_row *micro,
     int64_t resolve_id);

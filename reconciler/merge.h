@@ -26,6 +26,10 @@ enum mismatch_kind mismatch_kind_parse(const char *s, size_t len);
 struct merge_row {
 	unsigned char cid[16];
 	struct mail mail;
+	/* Where the row is (its ctid), for the consumes' page order; 0/0
+	 * where the row did not come from a stream. */
+	uint32_t blk;
+	uint16_t off;
 };
 
 struct merge_open {

@@ -84,18 +84,25 @@ struct run {
 static int
 rows_next(struct copy_stream *cs, struct merge_row *row)
 {
-	const char *f[4];
-	int len[4], rc, i;
+	const char *f[5];
+	int len[5], rc, i;
+	const unsigned char *t;
 
 	if ((rc = copy_stream_next(cs, f, len)) != 1)
 		return rc;
-	if (len[0] != 16)
+	if (len[0] != 16 || len[4] != 6)
 		return -1;
 	memcpy(row->cid, f[0], 16);
 	for (i = 0; i < FIELD_COUNT; i++) {
 		row->mail.v[i] = f[1 + i] ? f[1 + i] : "";
 		row->mail.len[i] = len[1 + i] > 0 ? (size_t)len[1 + i] : 0;
 	}
+	/* tid in binary COPY: the page (4 bytes), the line pointer (2),
+	 * both big-endian. */
+	t = (const unsigned char *)f[4];
+	row->blk = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 |
+	    (uint32_t)t[2] << 8 | t[3];
+	row->off = (uint16_t)(t[4] << 8 | t[5]);
 	return 1;
 }
 
@@ -278,7 +285,7 @@ sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
 			r->c.ignored++;
 		else
 			r->c.matched++;
-		rc = mark_match(r->mark, mono->cid, v->resolve_id);
+		rc = mark_match(r->mark, mono, micro, v->resolve_id);
 		break;
 	case VERDICT_CONTENT:
 		rc = mark_mismatch(r->mark, KIND_CONTENT, v->fields, mono, micro,
@@ -532,13 +539,13 @@ mail_stream(struct run *r, PGconn *conn, const char *name, const char *table,
 	char *sql;
 
 	sql = xasprintf("select q.correlation_id, m.destination, m.subject, "
-	    "m.body from reconcile_queue q cross join lateral (select "
-	    "destination, subject, body from %s m where m.correlation_id = "
-	    "q.correlation_id and m.consumed_at is null and m.created_at <= "
-	    "to_timestamp(%s) offset 0) m where true%s", table, r->cutoff,
-	    shard);
+	    "m.body, m.ctid from reconcile_queue q cross join lateral (select "
+	    "destination, subject, body, ctid from %s m where "
+	    "m.correlation_id = q.correlation_id and m.consumed_at is null "
+	    "and m.created_at <= to_timestamp(%s) offset 0) m where true%s",
+	    table, r->cutoff, shard);
 	cs = copy_stream_open(conn, name, sql, "q.correlation_id",
-	    r->read_chunk, 4, r->err, sizeof(r->err));
+	    r->read_chunk, 5, r->err, sizeof(r->err));
 	free(sql);
 	return cs;
 }

@@ -22,6 +22,23 @@ spill_init(struct spill *s)
 	s->write_off = s->read_off = 0;
 }
 
+int
+spill_tmpfile(const char *what, char *err, size_t errlen)
+{
+	const char *dir = getenv("TMPDIR");
+	char *path = xasprintf("%s/%s-XXXXXX", dir && *dir ? dir : "/tmp",
+	    what);
+	int fd = mkstemp(path);
+
+	if (fd == -1)
+		snprintf(err, errlen, "temporary file %s: %s", path,
+		    strerror(errno));
+	else
+		unlink(path);
+	free(path);
+	return fd;
+}
+
 static void
 put(struct strbuf *sb, const void *p, size_t n)
 {
@@ -180,24 +197,12 @@ int
 spill_append(struct spill *s, const struct batch *b, char *err, size_t errlen)
 {
 	struct strbuf sb = STRBUF_INIT;
-	const char *dir = getenv("TMPDIR");
-	char *path;
 	size_t done = 0;
 	ssize_t w;
 
-	if (s->fd == -1) {
-		path = xasprintf("%s/reconciler-spill-XXXXXX",
-		    dir && *dir ? dir : "/tmp");
-		s->fd = mkstemp(path);
-		if (s->fd == -1) {
-			snprintf(err, errlen, "spill file %s: %s", path,
-			    strerror(errno));
-			free(path);
-			return -1;
-		}
-		unlink(path);
-		free(path);
-	}
+	if (s->fd == -1 &&
+	    (s->fd = spill_tmpfile("reconciler-spill", err, errlen)) == -1)
+		return -1;
 	serialize(b, &sb);
 	while (done < sb.len) {
 		w = pwrite(s->fd, sb.p + done, sb.len - done,

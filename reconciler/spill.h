@@ -26,6 +26,10 @@ struct spill {
 
 void spill_init(struct spill *s);
 
+/* A new unlinked temporary file under TMPDIR (else /tmp), read-write, its
+ * name starting with what: the descriptor, or -1 with err. */
+int spill_tmpfile(const char *what, char *err, size_t errlen);
+
 /* Appends b. 0, or -1 with err (the file cannot be made or written). */
 int spill_append(struct spill *s, const struct batch *b, char *err,
     size_t errlen);
