@@ -41,8 +41,11 @@
 /* Copied row data per batch. The plain matches go to the page order, so
  * a batch fills with mismatches and candidates only, up to this: with
  * four batches, their read-back copy and the statements' arrays, 8 MiB
- * made a 10M-pair run (100,000 mismatches) peak at 63.7 MiB. */
-#define BATCH_BYTES (2u << 20)
+ * made a 10M-pair run (100,165 mismatches) peak at 62.2 MiB, and 2 MiB
+ * made a 1M-pair run peak at 21.5 MiB against 13.8 at 100k. A batch held
+ * about 250 mismatches (25,000 pairs, 1% of them), 100 KiB, when the
+ * matches still filled it. */
+#define BATCH_BYTES (256u << 10)
 #define RAMP_BATCHES 3		/* smaller batches first: batch_limit */
 
 struct bqueue {
