@@ -500,7 +500,8 @@ write_micro(struct mark *m, struct batch *b)
 static int
 pages_phase(struct mark *m, int mono)
 {
-	struct pageorder *po = m->pages[mono ? 0 : 1];
+	int side = mono ? 0 : 1;
+	struct pageorder *po = m->pages[side];
 	struct pg_array *a = mono ? &m->a_ids : &m->a_ids_micro;
 	PGconn *conn = mono ? m->cfg.mono : m->cfg.micro;
 	const char *table = mono ? "sent_mail" : "spied_mail";
@@ -515,9 +516,9 @@ pages_phase(struct mark *m, int mono)
 
 	if (pageorder_count(po) == 0)
 		return 0;
-	if (m->page_ids[mono ? 0 : 1] == NULL)
-		m->page_ids[mono ? 0 : 1] = xmalloc(m->cfg.batch_rows * 16);
-	ids = m->page_ids[mono ? 0 : 1];
+	if (m->page_ids[side] == NULL)
+		m->page_ids[side] = xmalloc(m->cfg.batch_rows * 16);
+	ids = m->page_ids[side];
 	pthread_mutex_lock(&m->mu);
 	seq = m->seq;
 	pthread_mutex_unlock(&m->mu);

@@ -11,8 +11,6 @@
  */
 #include "reconciler/pageorder.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -63,48 +61,6 @@ pageorder_new(void)
 	return po;
 }
 
-static int
-write_all(int fd, const void *p, size_t len, off_t at, char *err,
-    size_t errlen)
-{
-	size_t done = 0;
-	ssize_t w;
-
-	while (done < len) {
-		w = pwrite(fd, (const char *)p + done, len - done,
-		    at + (off_t)done);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			snprintf(err, errlen, "page-order file: %s",
-			    w == -1 ? strerror(errno) : "short write");
-			return -1;
-		}
-		done += (size_t)w;
-	}
-	return 0;
-}
-
-static int
-read_all(int fd, void *p, size_t len, off_t at, char *err, size_t errlen)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (char *)p + done, len - done, at + (off_t)done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "page-order file: %s",
-			    n == -1 ? strerror(errno) : "short read");
-			return -1;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 int
 pageorder_add(struct pageorder *po, const unsigned char cid[16],
     uint32_t blk, uint16_t off, char *err, size_t errlen)
@@ -133,7 +89,7 @@ pageorder_add(struct pageorder *po, const unsigned char cid[16],
 	if (po->fd == -1 &&
 	    (po->fd = spill_tmpfile("reconciler-pages", err, errlen)) == -1)
 		return -1;
-	if (write_all(po->fd, g->buf, CHUNK_RECS * sizeof(*g->buf), po->end,
+	if (spill_pwrite(po->fd, g->buf, CHUNK_RECS * sizeof(*g->buf), po->end,
 	    err, errlen) == -1)
 		return -1;
 	if (g->nchunks == g->capchunks) {
@@ -203,7 +159,7 @@ load_part(struct pageorder *po, char *err, size_t errlen)
 		if (po->load == NULL)
 			po->load = xmalloc(LOAD_MAX * sizeof(*po->load));
 		while (po->next_chunk < g->nchunks && n + CHUNK_RECS <= LOAD_MAX) {
-			if (read_all(po->fd, po->load + n, CHUNK_RECS *
+			if (spill_pread(po->fd, po->load + n, CHUNK_RECS *
 			    sizeof(*po->load), g->chunks[po->next_chunk], err,
 			    errlen) == -1)
 				return -1;

@@ -39,6 +39,48 @@ spill_tmpfile(const char *what, char *err, size_t errlen)
 	return fd;
 }
 
+int
+spill_pwrite(int fd, const void *p, size_t len, off_t at, char *err,
+    size_t errlen)
+{
+	size_t done = 0;
+	ssize_t w;
+
+	while (done < len) {
+		w = pwrite(fd, (const char *)p + done, len - done,
+		    at + (off_t)done);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(err, errlen, "temporary file: %s",
+			    w == -1 ? strerror(errno) : "short write");
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+int
+spill_pread(int fd, void *p, size_t len, off_t at, char *err, size_t errlen)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)p + done, len - done, at + (off_t)done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "temporary file: %s",
+			    n == -1 ? strerror(errno) : "short read");
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 static void
 put(struct strbuf *sb, const void *p, size_t n)
 {
@@ -197,51 +239,31 @@ int
 spill_append(struct spill *s, const struct batch *b, char *err, size_t errlen)
 {
 	struct strbuf sb = STRBUF_INIT;
-	size_t done = 0;
-	ssize_t w;
+	int rc;
 
 	if (s->fd == -1 &&
 	    (s->fd = spill_tmpfile("reconciler-spill", err, errlen)) == -1)
 		return -1;
 	serialize(b, &sb);
-	while (done < sb.len) {
-		w = pwrite(s->fd, sb.p + done, sb.len - done,
-		    s->write_off + (off_t)done);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			snprintf(err, errlen, "spill file: %s",
-			    w == -1 ? strerror(errno) : "short write");
-			strbuf_free(&sb);
-			return -1;
-		}
-		done += (size_t)w;
-	}
-	s->write_off += (off_t)sb.len;
+	rc = spill_pwrite(s->fd, sb.p, sb.len, s->write_off, err, errlen);
+	if (rc == 0)
+		s->write_off += (off_t)sb.len;
 	strbuf_free(&sb);
-	return 0;
+	return rc;
 }
 
 void
 spill_read(struct spill *s, struct batch *b)
 {
-	size_t len, done = 0;
-	char *buf;
-	ssize_t n;
+	size_t len;
+	char *buf, err[256];
 
-	if (pread(s->fd, &len, sizeof(len), s->read_off) !=
-	    (ssize_t)sizeof(len))
-		fatal("reading the spill file");
+	if (spill_pread(s->fd, &len, sizeof(len), s->read_off, err,
+	    sizeof(err)) == -1)
+		fatal("reading the spill file: %s", err);
 	buf = xmalloc(len);
-	while (done < len) {
-		n = pread(s->fd, buf + done, len - done,
-		    s->read_off + (off_t)done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fatal("reading the spill file");
-		done += (size_t)n;
-	}
+	if (spill_pread(s->fd, buf, len, s->read_off, err, sizeof(err)) == -1)
+		fatal("reading the spill file: %s", err);
 	s->read_off += (off_t)len;
 	deserialize(b, buf, len);
 	free(buf);

@@ -30,6 +30,13 @@ void spill_init(struct spill *s);
  * name starting with what: the descriptor, or -1 with err. */
 int spill_tmpfile(const char *what, char *err, size_t errlen);
 
+/* All of len bytes at offset at of such a file, across short transfers
+ * and EINTR: 0, or -1 with err. */
+int spill_pwrite(int fd, const void *p, size_t len, off_t at, char *err,
+    size_t errlen);
+int spill_pread(int fd, void *p, size_t len, off_t at, char *err,
+    size_t errlen);
+
 /* Appends b. 0, or -1 with err (the file cannot be made or written). */
 int spill_append(struct spill *s, const struct batch *b, char *err,
     size_t errlen);
