@@ -195,7 +195,20 @@ class RealParallelTest(unittest.TestCase):
                         log_name="real-par-full") as svc:
             for i in range(n):
                 post(svc, f"Full Queue {chr(65 + i)}", timeout=3)
-            full = metric(svc.port, DISPATCH, 'outcome="queue_full"')
+
+            def accounted():
+                # The committer hands a payroll over while it answers the
+                # batch: the last 201 can arrive before its hand-off is
+                # counted (seen: 7 counted, 8 a moment later). Read when
+                # every payroll is in flight, queued or dropped.
+                _, _, text = harness.request(svc.port, "GET", "/metrics")
+                v = {l.split()[0]: float(l.split()[-1]) for l in text.decode().splitlines()
+                     if l.startswith("parallel_run_")}
+                full = v.get(DISPATCH + '{outcome="queue_full"}', 0.0)
+                held = v.get("parallel_run_queue_depth", 0.0) + v.get("parallel_run_inflight", 0.0)
+                return full if full + held == n else None
+            full = wait_for(accounted,  # full >= n - 2 > 0 once accounted
+                            what="every payroll's hand-off accounted for")
             # one in flight, one waiting: the rest overflow (one more may
             # overflow when the dispatcher had not yet taken the first)
             # On failure, every dispatch outcome so far says which one left
