@@ -432,14 +432,8 @@ set_up(struct worker *w, char *err, size_t errlen)
 	 * never lost). Waiting for the flush after every few mails would
 	 * halve the delivery rate (docs/ARCHITECTURE.md).
 	 *
-	 * The read and the settle touch a batch of rows by key. With
-	 * statistics from before a bulk load or a TRUNCATE (the table "has
-	 * 200 pending rows"), the planner settled each group of outcomes by
-	 * a join over the whole pending index: 20,000 rows read to update
-	 * 7, 8-14 ms a settle, four fifths of the server's time at
-	 * mailer-real's peak. The statements are written so that the key is
-	 * their only way in (delivery_start); what is switched off here is
-	 * what would still scan everything.
+	 * Sequential scans and hash and merge joins are off: the read and
+	 * the settle reach their rows by key only (delivery_start says why).
 	 */
 	res = PQexec(w->conn, "SET synchronous_commit = off; "
 	    "SET enable_seqscan = off; SET enable_hashjoin = off; "

@@ -26,6 +26,7 @@ import tempfile
 import time
 import unittest
 
+from fault_tools import ScratchDbs
 from harness import Service, query, execute, wait_for, MONO_URL
 from real_support import (CaptureSMTP, closed_port, mono_env, reset_outbox,
                           self_signed_cert, split_message)
@@ -341,10 +342,6 @@ class RealSmtpTest(unittest.TestCase):
             self.assertEqual(statuses([cid])[cid][0], "pending")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class DeliveryPlansTest(unittest.TestCase):
     """The delivery workers read and settle their rows by key, whatever the
     planner's statistics say. After a bulk load analyzed while it was in
@@ -356,7 +353,6 @@ class DeliveryPlansTest(unittest.TestCase):
     N = 2000
 
     def test_settles_read_rows_by_key_after_a_bulk_load(self):
-        from fault_tools import ScratchDbs
         dbs = ScratchDbs()
         try:
             url = dbs.mono
@@ -397,3 +393,7 @@ class DeliveryPlansTest(unittest.TestCase):
                             f"(indexes {idx}, sequential {seq})")
         finally:
             dbs.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
