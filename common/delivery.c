@@ -51,6 +51,19 @@ struct outcome {
  */
 #define UNRECORDED_MAX	8
 
+/*
+ * While the SMTP server answers faster than one mail every SETTLE_EAGER_S,
+ * an outcome waits until SETTLE_GROUP have come (or the session ends, or
+ * UNRECORDED_MAX are unrecorded) before a statement takes them: a settle
+ * costs the server about as much for one row as for four, and sending each
+ * outcome the moment the statement before it committed made groups of two
+ * at the delivery's peak. A slower server has each outcome on its way
+ * before the next mail goes: a crash or a lost database then sends only
+ * that one again.
+ */
+#define SETTLE_GROUP	(UNRECORDED_MAX / 2)
+#define SETTLE_EAGER_S	0.002
+
 /* A claim looks at up to batch x this many due rows for ones nobody holds. */
 #define CLAIM_SCAN	16
 
@@ -74,6 +87,8 @@ struct worker {
 	 */
 	struct outcome *out;
 	size_t written, sent, count;
+	double last_outcome;		/* now_s() of the last, or of the claim */
+	int eager;			/* settle at once: a slow SMTP server */
 	int broken;			/* an outcome could not be recorded */
 	char err[512];
 };
@@ -293,8 +308,9 @@ send_settle(struct worker *w)
 /*
  * Moves the outcomes along: collects the answer to the statement on the
  * wire (waiting for it when block, else only if it is there), then sends
- * what has come since. A failed statement sets broken: nothing more is
- * sent, over SMTP or to the database.
+ * what has come since: at once when block or eager, else once there are
+ * SETTLE_GROUP of them. A failed statement sets broken: nothing more is sent, over SMTP
+ * or to the database.
  */
 static void
 pump(struct worker *w, int block)
@@ -329,7 +345,8 @@ pump(struct worker *w, int block)
 		}
 		w->written = w->sent;
 	}
-	if (w->count > w->sent)
+	if (w->count > w->sent && (block || w->eager ||
+	    w->count - w->sent >= SETTLE_GROUP))
 		send_settle(w);
 }
 
@@ -345,7 +362,7 @@ on_ready(void *arg)
 	return !w->broken && !stopping(w->d);
 }
 
-/* smtp_batch_hooks.settled: a mail's fate, queued for the database at once. */
+/* smtp_batch_hooks.settled: a mail's fate, queued for the database. */
 static void
 on_settled(struct smtp_mail *m, void *arg)
 {
@@ -354,7 +371,10 @@ on_settled(struct smtp_mail *m, void *arg)
 	const struct delivery_config *cfg = &d->cfg;
 	const struct queued_mail *row = &w->rows[m - w->mails];
 	struct outcome *o = &w->out[w->count];
+	double t = now_s();
 
+	w->eager = t - w->last_outcome >= SETTLE_EAGER_S;
+	w->last_outcome = t;
 	o->id = row->id;
 	o->error = m->reply;
 	switch (m->status) {
@@ -498,6 +518,8 @@ deliver_once(struct worker *w)
 	w->mails = xcalloc((size_t)n, sizeof(*w->mails));
 	w->out = xcalloc((size_t)n, sizeof(*w->out));
 	w->written = w->sent = w->count = 0;
+	w->last_outcome = now_s();
+	w->eager = 1;
 	w->broken = 0;
 	w->err[0] = '\0';
 	ids = xcalloc((size_t)n, sizeof(*ids));
