@@ -194,6 +194,7 @@ main(int argc, char **argv)
 	/* One committer: outbox_apply inserts idempotency keys in id order,
 	 * not key order, so concurrent batches repeating keys could deadlock. */
 	gcc.committers = 1;
+	gcc.setup = outbox_setup;
 	gcc.apply = outbox_apply;
 	gcc.done = payroll_committed;
 	gcc.batch_done = payroll_batch_done;

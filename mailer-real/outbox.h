@@ -52,6 +52,12 @@ struct outbox_config {
 	const char *initial_status;	/* "pending", or "delegated" for NOTIFIER=remote */
 };
 
+/*
+ * gc_setup_fn: a committer session's settings and prepared statements;
+ * arg is unused.
+ */
+int outbox_setup(PGconn *conn, void *arg);
+
 /* gc_apply_fn; arg is a const struct outbox_config *. */
 int outbox_apply(PGconn *conn, struct gc_item **items, size_t n, void *arg);
 
