@@ -309,8 +309,8 @@ send_settle(struct worker *w)
  * Moves the outcomes along: collects the answer to the statement on the
  * wire (waiting for it when block, else only if it is there), then sends
  * what has come since: at once when block or eager, else once there are
- * SETTLE_GROUP of them. A failed statement sets broken: nothing more is sent, over SMTP
- * or to the database.
+ * SETTLE_GROUP of them. A failed statement sets broken: nothing more is
+ * sent, over SMTP or to the database.
  */
 static void
 pump(struct worker *w, int block)
