@@ -26,7 +26,7 @@ import tempfile
 import time
 import unittest
 
-from fault_tools import ScratchDbs
+from fault_tools import ScratchDbs, admin, with_db
 from harness import Service, query, execute, wait_for, MONO_URL
 from real_support import (CaptureSMTP, closed_port, mono_env, reset_outbox,
                           self_signed_cert, split_message)
@@ -435,6 +435,23 @@ class IntakePlansTest(unittest.TestCase):
                             f"{self.N} payrolls: {seq}")
         finally:
             dbs.close()
+
+    def test_a_schema_without_the_queue_still_takes_payrolls(self):
+        # sql/mono.sql alone (no reconciler installed): the intake's
+        # statement does not name reconcile_queue
+        name = "mono_noqueue_%d" % os.getpid()
+        ScratchDbs._create(MONO_URL, name, ("mono.sql",))
+        url = with_db(MONO_URL, name)
+        self.addCleanup(execute, admin(MONO_URL),
+                        f'drop database if exists "{name}" with (force)')
+        with CaptureSMTP() as smtp:
+            with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
+                         log_name="real-no-queue") as svc:
+                cids = [post(svc, f"No Queue {c}")["notification"]["correlationId"]
+                        for c in "ABC"]
+                wait_for(lambda: all(smtp.by_message_id(c) for c in cids),
+                         what="the three mails received")
+        self.assertEqual(query(url, "select count(*) from sent_mail where status = 'sent'")[0][0], 3)
 
 
 if __name__ == "__main__":
