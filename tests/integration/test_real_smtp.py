@@ -342,6 +342,24 @@ class RealSmtpTest(unittest.TestCase):
             self.assertEqual(statuses([cid])[cid][0], "pending")
 
 
+MAIL_TABLES = ("payroll", "sent_mail", "reconcile_queue")
+
+
+def autovacuum_off(url):
+    """Statistics stay what the test makes them."""
+    for t in MAIL_TABLES:
+        execute(url, f"alter table {t} set (autovacuum_enabled = off)")
+
+
+def sessions_ended(url):
+    """Waits until no one but us is connected: the service's sessions
+    report their counters to pg_stat_* as they end."""
+    name = url.rsplit("/", 1)[-1].split("?")[0]
+    wait_for(lambda: query(url, "select count(*) from pg_stat_activity where datname = %s"
+                                " and pid <> pg_backend_pid()", (name,))[0][0] == 0,
+             what="mailer-real's sessions ended")
+
+
 class DeliveryPlansTest(unittest.TestCase):
     """The delivery workers read and settle their rows by key, whatever the
     planner's statistics say. After a bulk load analyzed while it was in
@@ -356,8 +374,7 @@ class DeliveryPlansTest(unittest.TestCase):
         dbs = ScratchDbs()
         try:
             url = dbs.mono
-            for t in ("payroll", "sent_mail", "reconcile_queue"):
-                execute(url, f"alter table {t} set (autovacuum_enabled = off)")
+            autovacuum_off(url)
             execute(url, f"insert into payroll (ship_to, total) select 'Bulk ' || i, 1"
                          f" from generate_series(1, {self.N}) i")
             execute(url, "insert into sent_mail (correlation_id, payroll_id, destination,"
@@ -373,11 +390,7 @@ class DeliveryPlansTest(unittest.TestCase):
                     # waits on the SMTP server: a query here would scan the table
                     wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
                              what=f"{self.N} mails received")
-            # the service's sessions report their counters as they end
-            name = url.rsplit("/", 1)[-1].split("?")[0]
-            wait_for(lambda: query(url, "select count(*) from pg_stat_activity where datname = %s"
-                                        " and pid <> pg_backend_pid()", (name,))[0][0] == 0,
-                     what="mailer-real's sessions ended")
+            sessions_ended(url)
             idx = dict(query(url, "select indexrelname, idx_tup_read from pg_stat_user_indexes"
                                   " where relname = 'sent_mail'"))
             seq = query(url, "select coalesce(seq_tup_read, 0) from pg_stat_user_tables"
@@ -408,8 +421,7 @@ class IntakePlansTest(unittest.TestCase):
         dbs = ScratchDbs()
         try:
             url = dbs.mono
-            for t in ("payroll", "sent_mail", "reconcile_queue"):
-                execute(url, f"alter table {t} set (autovacuum_enabled = off)")
+            autovacuum_off(url)
             execute(url, "vacuum analyze payroll, sent_mail, reconcile_queue")
             with CaptureSMTP() as smtp:
                 with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
@@ -419,10 +431,7 @@ class IntakePlansTest(unittest.TestCase):
                                             range(self.N)))
                     wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
                              what=f"{self.N} mails received")
-            name = url.rsplit("/", 1)[-1].split("?")[0]
-            wait_for(lambda: query(url, "select count(*) from pg_stat_activity where datname = %s"
-                                        " and pid <> pg_backend_pid()", (name,))[0][0] == 0,
-                     what="mailer-real's sessions ended")
+            sessions_ended(url)
             self.assertEqual(len(set(ids)), self.N)
             self.assertEqual(query(url, "select count(*) from sent_mail s join reconcile_queue q"
                                         " using (correlation_id)")[0][0], self.N,
