@@ -70,6 +70,19 @@ void db_probe_stop(struct db_probe *p);
  */
 void db_redact(const char *conninfo, char *msg, size_t size);
 
+/*
+ * Session settings for statements that reach a few rows by key: with
+ * sequential scans and hash and merge joins off, a plan made on statistics
+ * from before a bulk load, a TRUNCATE or a restore (a table "empty" that
+ * is not) cannot become a scan of the whole table per row or per batch;
+ * PostgreSQL still takes them where nothing else can run a query. JIT,
+ * which the same estimates switch on, only adds compile time to statements
+ * this short. Used by mailer-real's committer and delivery workers and by
+ * the reconciler's writers (docs/ARCHITECTURE.md).
+ */
+#define DB_KEY_PLANS "SET enable_seqscan = off; SET enable_hashjoin = off; " \
+	"SET enable_mergejoin = off; SET jit = off"
+
 /* Escapes nothing: a helper that gives the message of a failed result. */
 const char *db_error(const PGconn *conn, const PGresult *res);
 

@@ -452,12 +452,10 @@ set_up(struct worker *w, char *err, size_t errlen)
 	 * never lost). Waiting for the flush after every few mails would
 	 * halve the delivery rate (docs/ARCHITECTURE.md).
 	 *
-	 * Sequential scans and hash and merge joins are off: the read and
-	 * the settle reach their rows by key only (delivery_start says why).
+	 * DB_KEY_PLANS: the read and the settle reach their rows by key
+	 * only (delivery_start says why).
 	 */
-	res = PQexec(w->conn, "SET synchronous_commit = off; "
-	    "SET enable_seqscan = off; SET enable_hashjoin = off; "
-	    "SET enable_mergejoin = off; SET jit = off");
+	res = PQexec(w->conn, "SET synchronous_commit = off; " DB_KEY_PLANS);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		snprintf(err, errlen, "set up a session on %s: %s",
 		    d->cfg.store_name, db_error(w->conn, res));

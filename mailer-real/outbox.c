@@ -109,16 +109,14 @@ outbox_setup(PGconn *conn, void *arg)
 
 	(void)arg;
 	/*
-	 * Every statement of this session reaches its rows by an index,
-	 * whatever the statistics say: the foreign key's check of each new
-	 * mail against payroll is planned once a session, and planned on the
-	 * statistics of a payroll table analyzed while (nearly) empty it was
-	 * a sequential scan per mail, slower with every payroll accepted
-	 * (over 400 us of server time a payroll after 19,200 of them).
+	 * DB_KEY_PLANS: the foreign key's check of each new mail against
+	 * payroll is planned once a session, and planned on the statistics
+	 * of a payroll table analyzed while (nearly) empty it was a
+	 * sequential scan per mail, slower with every payroll accepted (over
+	 * 400 us of server time a payroll after 19,200 of them).
 	 */
-	if (!exec_ok(conn, "session settings", PQexec(conn,
-	    "SET enable_seqscan = off; SET enable_hashjoin = off;"
-	    " SET enable_mergejoin = off; SET jit = off"), PGRES_COMMAND_OK))
+	if (!exec_ok(conn, "session settings", PQexec(conn, DB_KEY_PLANS),
+	    PGRES_COMMAND_OK))
 		return -1;
 	res = PQexec(conn, "SELECT to_regclass('reconcile_queue') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {

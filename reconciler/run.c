@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/db.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "reconciler/clusterstore.h"
@@ -312,18 +313,16 @@ sink(void *ctx, const struct merge_row *mono, const struct merge_row *micro,
  * few percent of the table at most. The planner, costing pages as if read
  * from disk, prefers a hash join over a scan of the whole table for each
  * batch (40 scans of a million rows for a million pairs); the tables are
- * read by key instead, which is what a batch of keys needs whatever the
- * sizes. JIT, which the same cost estimates switch on, only adds its
- * compile time to statements this short. The marks take their rows out of
+ * read by key instead (DB_KEY_PLANS), which is what a batch of keys needs
+ * whatever the sizes. The marks take their rows out of
  * reconcile_queue in the same statement, a set at a time, so the per-row
  * trigger of sql/mono.sql and micro.sql is told to stay out.
  */
 static void
 writer_plans(PGconn *conn)
 {
-	PQclear(PQexec(conn, "SET enable_seqscan = off; "
-	    "SET enable_hashjoin = off; SET enable_mergejoin = off; "
-	    "SET jit = off; SET reconcile_queue.caller_keeps = on"));
+	PQclear(PQexec(conn, DB_KEY_PLANS "; "
+	    "SET reconcile_queue.caller_keeps = on"));
 }
 
 /*
