@@ -345,10 +345,14 @@ class RealSmtpTest(unittest.TestCase):
 MAIL_TABLES = ("payroll", "sent_mail", "reconcile_queue")
 
 
-def autovacuum_off(url):
-    """Statistics stay what the test makes them."""
+def stale_statistics_db(test):
+    """A scratch postgresMono, dropped when the test ends, whose tables keep
+    the statistics the test gives them (autovacuum off)."""
+    dbs = ScratchDbs()
+    test.addCleanup(dbs.close)
     for t in MAIL_TABLES:
-        execute(url, f"alter table {t} set (autovacuum_enabled = off)")
+        execute(dbs.mono, f"alter table {t} set (autovacuum_enabled = off)")
+    return dbs.mono
 
 
 def sessions_ended(url):
@@ -371,41 +375,36 @@ class DeliveryPlansTest(unittest.TestCase):
     N = 2000
 
     def test_settles_read_rows_by_key_after_a_bulk_load(self):
-        dbs = ScratchDbs()
-        try:
-            url = dbs.mono
-            autovacuum_off(url)
-            execute(url, f"insert into payroll (ship_to, total) select 'Bulk ' || i, 1"
-                         f" from generate_series(1, {self.N}) i")
-            execute(url, "insert into sent_mail (correlation_id, payroll_id, destination,"
-                         " subject, body) select gen_random_uuid(), id,"
-                         " 'bulk' || id || '@example.com', 'Payroll ' || id, 'Shipped.'"
-                         " from payroll")
-            execute(url, "analyze payroll, sent_mail, reconcile_queue")
-            execute(url, "update pg_class set reltuples = 0 where relname in"
-                         " ('payroll', 'sent_mail', 'reconcile_queue')")
-            with CaptureSMTP() as smtp:
-                with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
-                             log_name="real-stale-stats"):
-                    # waits on the SMTP server: a query here would scan the table
-                    wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
-                             what=f"{self.N} mails received")
-            sessions_ended(url)
-            idx = dict(query(url, "select indexrelname, idx_tup_read from pg_stat_user_indexes"
-                                  " where relname = 'sent_mail'"))
-            seq = query(url, "select coalesce(seq_tup_read, 0) from pg_stat_user_tables"
-                             " where relname = 'sent_mail'")[0][0]
-            read = sum(idx.values()) + seq
-            self.assertEqual(query(url, "select count(*) from sent_mail where status = 'sent'")[0][0],
-                             self.N)
-            self.assertEqual(len(smtp.messages), self.N)
-            # by key: a claim looks at its batch and the rows other workers
-            # hold, a read and a settle at their own rows: a few per mail
-            self.assertLess(read, 20 * self.N,
-                            f"rows of sent_mail read to deliver {self.N} mails: {read} "
-                            f"(indexes {idx}, sequential {seq})")
-        finally:
-            dbs.close()
+        url = stale_statistics_db(self)
+        execute(url, f"insert into payroll (ship_to, total) select 'Bulk ' || i, 1"
+                     f" from generate_series(1, {self.N}) i")
+        execute(url, "insert into sent_mail (correlation_id, payroll_id, destination,"
+                     " subject, body) select gen_random_uuid(), id,"
+                     " 'bulk' || id || '@example.com', 'Payroll ' || id, 'Shipped.'"
+                     " from payroll")
+        execute(url, "analyze payroll, sent_mail, reconcile_queue")
+        execute(url, "update pg_class set reltuples = 0 where relname in"
+                     " ('payroll', 'sent_mail', 'reconcile_queue')")
+        with CaptureSMTP() as smtp:
+            with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
+                         log_name="real-stale-stats"):
+                # waits on the SMTP server: a query here would scan the table
+                wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
+                         what=f"{self.N} mails received")
+        sessions_ended(url)
+        idx = dict(query(url, "select indexrelname, idx_tup_read from pg_stat_user_indexes"
+                              " where relname = 'sent_mail'"))
+        seq = query(url, "select coalesce(seq_tup_read, 0) from pg_stat_user_tables"
+                         " where relname = 'sent_mail'")[0][0]
+        read = sum(idx.values()) + seq
+        self.assertEqual(query(url, "select count(*) from sent_mail where status = 'sent'")[0][0],
+                         self.N)
+        self.assertEqual(len(smtp.messages), self.N)
+        # by key: a claim looks at its batch and the rows other workers
+        # hold, a read and a settle at their own rows: a few per mail
+        self.assertLess(read, 20 * self.N,
+                        f"rows of sent_mail read to deliver {self.N} mails: {read} "
+                        f"(indexes {idx}, sequential {seq})")
 
 
 class IntakePlansTest(unittest.TestCase):
@@ -418,32 +417,27 @@ class IntakePlansTest(unittest.TestCase):
     N = 1500
 
     def test_payrolls_are_checked_by_key_on_empty_statistics(self):
-        dbs = ScratchDbs()
-        try:
-            url = dbs.mono
-            autovacuum_off(url)
-            execute(url, "vacuum analyze payroll, sent_mail, reconcile_queue")
-            with CaptureSMTP() as smtp:
-                with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
-                             log_name="real-intake-stats") as svc:
-                    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                        ids = list(pool.map(lambda i: post(svc, f"Intake {i}")["notification"]["correlationId"],
-                                            range(self.N)))
-                    wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
-                             what=f"{self.N} mails received")
-            sessions_ended(url)
-            self.assertEqual(len(set(ids)), self.N)
-            self.assertEqual(query(url, "select count(*) from sent_mail s join reconcile_queue q"
-                                        " using (correlation_id)")[0][0], self.N,
-                             "every accepted mail is queued for the reconciler")
-            seq = query(url, "select coalesce(seq_tup_read, 0) from pg_stat_user_tables"
-                             " where relname = 'payroll'")[0][0]
-            # by key: none; a scan per mail would read about N * N / 2
-            self.assertLess(seq, self.N,
-                            f"rows of payroll read by sequential scans to accept "
-                            f"{self.N} payrolls: {seq}")
-        finally:
-            dbs.close()
+        url = stale_statistics_db(self)
+        execute(url, "vacuum analyze payroll, sent_mail, reconcile_queue")
+        with CaptureSMTP() as smtp:
+            with Service("mailer-real", env=mono_env(smtp.port, MONO_DATABASE_URL=url),
+                         log_name="real-intake-stats") as svc:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    ids = list(pool.map(lambda i: post(svc, f"Intake {i}")["notification"]["correlationId"],
+                                        range(self.N)))
+                wait_for(lambda: len(smtp.messages) >= self.N, timeout=120,
+                         what=f"{self.N} mails received")
+        sessions_ended(url)
+        self.assertEqual(len(set(ids)), self.N)
+        self.assertEqual(query(url, "select count(*) from sent_mail s join reconcile_queue q"
+                                    " using (correlation_id)")[0][0], self.N,
+                         "every accepted mail is queued for the reconciler")
+        seq = query(url, "select coalesce(seq_tup_read, 0) from pg_stat_user_tables"
+                         " where relname = 'payroll'")[0][0]
+        # by key: none; a scan per mail would read about N * N / 2
+        self.assertLess(seq, self.N,
+                        f"rows of payroll read by sequential scans to accept "
+                        f"{self.N} payrolls: {seq}")
 
     def test_a_schema_without_the_queue_still_takes_payrolls(self):
         # sql/mono.sql alone (no reconciler installed): the intake's
